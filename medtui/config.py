@@ -1,0 +1,267 @@
+"""A run's configuration: a frozen dataclass, read from and written to TOML.
+
+The same file format is read by ``medtui run --config exp.toml`` and written by
+the app's *save* action. Flags override the file; :func:`resolve` fills in the
+values left to medtui (learning rate, name) and checks every field, raising
+:class:`~medtui.errors.ConfigError` with a one-line message on bad input.
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from medtui.errors import ConfigError
+
+PARADIGMS: tuple[str, ...] = ("specialized", "joint", "continual")
+TUNE_MODES: tuple[str, ...] = ("full", "vision", "head")
+AMP_MODES: tuple[str, ...] = ("auto", "off", "bf16", "fp16")
+DEFAULT_TASKS: tuple[str, ...] = ("synth-cxr-a", "synth-cxr-b", "synth-derm", "synth-histo", "synth-blood")
+DEFAULT_MODEL = "medtui-tiny"
+#: Learning rates chosen when ``lr`` is left unset: random weights need a large step,
+#: pre-trained CLIP weights are destroyed by one (fine-tuning practice is 1e-5).
+LR_FROM_SCRATCH = 1e-3
+LR_PRETRAINED = 1e-5
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._+@:/-]{0,79}$")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run. Stored, resolved, with the run and every checkpoint.
+
+    ``tasks`` is the training sequence (its order matters for ``continual``);
+    ``heldout`` tasks are evaluated at every point but never trained on.
+    ``buffer_size`` is the rehearsal budget in samples (``continual`` only; 0 = plain
+    sequential fine-tuning). ``pretrained`` is an open_clip tag (``openai``), a local
+    checkpoint path, or None for random weights; ``model`` may be an ``hf-hub:`` id.
+    ``lr`` None means "choose for me" (see :func:`resolve`). ``max_train``/``max_test``
+    cap each task's split with a class-stratified, seeded subsample.
+    ``user_tasks`` holds task declarations (the ``[[task]]`` tables of a TOML file)
+    so that a stored config is self-contained.
+    """
+
+    name: str | None = None
+    tasks: tuple[str, ...] = DEFAULT_TASKS
+    heldout: tuple[str, ...] = ()
+    paradigm: str = "continual"
+    buffer_size: int = 0
+    model: str = DEFAULT_MODEL
+    pretrained: str | None = None
+    tune: str = "full"
+    epochs: int = 3
+    batch_size: int = 64
+    lr: float | None = None
+    weight_decay: float = 0.01
+    warmup: float = 0.05
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"
+    data_dir: str | None = None
+    max_train: int | None = None
+    max_test: int | None = None
+    eval_batch_size: int = 256
+    keep_checkpoints: int = 1
+    user_tasks: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON/TOML-friendly dict (tuples become lists, None values kept)."""
+        d = asdict(self)
+        d["tasks"] = list(self.tasks)
+        d["heldout"] = list(self.heldout)
+        d["user_tasks"] = [dict(t) for t in self.user_tasks]
+        return d
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Matrix columns: trained tasks, then held-out tasks."""
+        return self.tasks + self.heldout
+
+    @property
+    def n_stages(self) -> int:
+        """Number of training stages (rows after row 0)."""
+        return 1 if self.paradigm == "joint" else len(self.tasks)
+
+
+FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(RunConfig))
+
+
+def _close(name: str, choices: list[str] | tuple[str, ...]) -> str:
+    """' (did you mean x?)' suffix for an unknown name, or ''."""
+    m = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
+    return f" (did you mean {', '.join(m)}?)" if m else ""
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Convert a raw TOML/flag value to the field's type, or raise ConfigError naming the key."""
+    if key in ("tasks", "heldout"):
+        if isinstance(value, str):
+            value = [v for v in (s.strip() for s in value.split(",")) if v]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key!r} must be a list of task names")
+        return tuple(value)
+    if key == "user_tasks":
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, Mapping) for v in value):
+            raise ConfigError("'task' must be an array of tables ([[task]])")
+        return tuple(dict(v) for v in value)
+    if key in ("buffer_size", "epochs", "batch_size", "seed", "eval_batch_size", "keep_checkpoints"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key!r} must be an integer, got {value!r}")
+        return value
+    if key in ("max_train", "max_test"):
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key!r} must be an integer, got {value!r}")
+        return value
+    if key in ("lr", "weight_decay", "warmup"):
+        if value is None and key == "lr":
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key!r} must be a number, got {value!r}")
+        return float(value)
+    if key in ("name", "pretrained", "data_dir"):
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ConfigError(f"{key!r} must be a string, got {value!r}")
+        return value
+    if not isinstance(value, str):
+        raise ConfigError(f"{key!r} must be a string, got {value!r}")
+    return value
+
+
+def from_mapping(data: Mapping[str, Any], base: RunConfig | None = None, origin: str = "config") -> RunConfig:
+    """Build a config from a mapping (TOML table or stored JSON); unknown keys are errors.
+
+    A ``task`` key (TOML ``[[task]]`` tables) declares user tasks. Values override ``base``.
+    """
+    updates: dict[str, Any] = {}
+    for key, value in data.items():
+        k = "user_tasks" if key == "task" else key.replace("-", "_")
+        if k not in FIELD_NAMES:
+            raise ConfigError(f"{origin}: unknown key {key!r}{_close(k, FIELD_NAMES)}")
+        try:
+            updates[k] = _coerce(k, value)
+        except ConfigError as e:
+            raise ConfigError(f"{origin}: {e}") from None
+    return replace(base or RunConfig(), **updates)
+
+
+def load_toml(path: str | Path) -> RunConfig:
+    """Read an experiment TOML file; malformed TOML or unknown keys give a one-line ConfigError.
+
+    Relative ``path`` entries of ``[[task]]`` tables are made absolute against the file's folder.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read config {str(p)!r}: {e.strerror or e}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p.name}: malformed TOML: {e}") from None
+    tasks = data.get("task")
+    if isinstance(tasks, list):
+        fixed = []
+        for t in tasks:
+            if isinstance(t, dict) and isinstance(t.get("path"), str) and not Path(t["path"]).is_absolute():
+                t = {**t, "path": str((p.parent / t["path"]).resolve())}
+            fixed.append(t)
+        data = {**data, "task": fixed}
+    return from_mapping(data, origin=p.name)
+
+
+def to_toml(config: RunConfig) -> str:
+    """Serialise a config to TOML that :func:`load_toml` reads back to an equal config."""
+    import tomli_w
+
+    d = config.to_dict()
+    user_tasks = d.pop("user_tasks")
+    out = {k: v for k, v in d.items() if v is not None}
+    if user_tasks:
+        out["task"] = user_tasks
+    return tomli_w.dumps(out)
+
+
+def auto_name(config: RunConfig) -> str:
+    """A short readable default name: paradigm, buffer and the sequence."""
+    seq = "→".join(t.removeprefix("synth-") for t in config.tasks)
+    if len(seq) > 40:
+        seq = f"{len(config.tasks)} tasks"
+    buf = f"+buf{config.buffer_size}" if config.buffer_size else ""
+    return f"{config.paradigm}{buf} {seq}"
+
+
+def resolve(config: RunConfig) -> RunConfig:
+    """Check every field and fill in derived values (lr, name). Raises ConfigError on bad input.
+
+    Task names are checked against the registry separately (that needs the data layer).
+    """
+    if config.paradigm not in PARADIGMS:
+        raise ConfigError(f"unknown paradigm {config.paradigm!r}: choose one of {', '.join(PARADIGMS)}")
+    if config.tune not in TUNE_MODES:
+        raise ConfigError(f"unknown tuning mode {config.tune!r}: choose one of {', '.join(TUNE_MODES)}")
+    if config.amp not in AMP_MODES:
+        raise ConfigError(f"unknown amp mode {config.amp!r}: choose one of {', '.join(AMP_MODES)}")
+    if not config.tasks:
+        raise ConfigError("no tasks given: name at least one task to train on")
+    for group, names in (("tasks", config.tasks), ("heldout", config.heldout)):
+        dup = sorted({t for t in names if names.count(t) > 1})
+        if dup:
+            raise ConfigError(f"task {dup[0]!r} appears twice in {group}")
+    both = sorted(set(config.tasks) & set(config.heldout))
+    if both:
+        raise ConfigError(f"task {both[0]!r} is both trained and held out")
+    if config.buffer_size < 0:
+        raise ConfigError(f"buffer size must be >= 0, got {config.buffer_size}")
+    if config.buffer_size > 0 and config.paradigm != "continual":
+        raise ConfigError(
+            f"a replay buffer (buffer size {config.buffer_size}) only applies to the continual paradigm, not {config.paradigm}"
+        )
+    for key in ("epochs", "batch_size", "eval_batch_size"):
+        v = getattr(config, key)
+        if v <= 0:
+            raise ConfigError(f"{key.replace('_', ' ')} must be > 0, got {v}")
+    if config.keep_checkpoints < 0:
+        raise ConfigError(f"keep checkpoints must be >= 0, got {config.keep_checkpoints}")
+    for key in ("max_train", "max_test"):
+        v = getattr(config, key)
+        if v is not None and v <= 0:
+            raise ConfigError(f"{key.replace('_', ' ')} must be > 0, got {v}")
+    if config.lr is not None and not config.lr > 0:
+        raise ConfigError(f"learning rate must be > 0, got {config.lr}")
+    if config.weight_decay < 0:
+        raise ConfigError(f"weight decay must be >= 0, got {config.weight_decay}")
+    if not 0 <= config.warmup < 1:
+        raise ConfigError(f"warmup must be a fraction in [0, 1), got {config.warmup}")
+    if not _DEVICE_RE.match(config.device):
+        raise ConfigError(f"unknown device {config.device!r}: use auto, cpu or cuda[:i]")
+    if config.name is not None and not _NAME_RE.match(config.name):
+        raise ConfigError(f"run name {config.name!r} must be 1-80 printable characters")
+    pretrained = config.pretrained
+    if pretrained is not None and pretrained.strip().lower() in ("", "none", "random"):
+        pretrained = None
+    lr = config.lr
+    if lr is None:
+        from_scratch = pretrained is None and not config.model.startswith(("hf-hub:", "local-dir:"))
+        lr = LR_FROM_SCRATCH if from_scratch else LR_PRETRAINED
+    resolved = replace(config, pretrained=pretrained, lr=lr)
+    if resolved.name is None:
+        resolved = replace(resolved, name=auto_name(resolved))
+    return resolved
+
+
+def stage_labels(config: RunConfig) -> list[str]:
+    """Row labels of the stages (rows 1..T): ``after TASK`` (continual), ``model TASK`` (specialized), ``joint``."""
+    if config.paradigm == "joint":
+        return ["joint"]
+    prefix = "model" if config.paradigm == "specialized" else "after"
+    return [f"{prefix} {t}" for t in config.tasks]
