@@ -1,0 +1,1 @@
+"""Tasks: the registry and the loaders (synthetic, MedMNIST, user files)."""
