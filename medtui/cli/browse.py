@@ -1,0 +1,228 @@
+"""Browsing commands: ``runs``, ``show``, ``compare``, ``datasets``, ``models``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from medtui.cli import DB_HELP, app
+from medtui.cli.common import db_path, open_store, print_json
+from medtui.format import fmt_duration, fmt_metric, fmt_time, progress_text, run_duration
+from medtui.errors import UsageError
+from medtui.store.compare import EXPORTERS, FORMATS, compare as compare_runs, sections
+
+
+def _out() -> Console:
+    return Console(highlight=False)
+
+
+def _list_row(run: dict[str, Any]) -> dict[str, Any]:
+    m = run.get("metrics") or {}
+    return {
+        "id": run["id"],
+        "name": run["name"],
+        "status": run["status"],
+        "paradigm": run["paradigm"],
+        "tasks": run["tasks"],
+        "heldout": run["heldout"],
+        "buffer_size": run["buffer_size"],
+        "model": run["model"],
+        "pretrained": run["pretrained"],
+        "progress": run.get("progress") or {},
+        "metrics": m,
+        "created_at": run["created_at"],
+        "started_at": run["started_at"],
+        "finished_at": run["finished_at"],
+        "duration_s": run_duration(run),
+        "pid": run["pid"],
+        "error": run["error"],
+    }
+
+
+@app.command()
+def runs(
+    status: Optional[str] = typer.Option(None, "--status", help="Only runs with this status."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="At most this many (newest first)."),
+    json_out: bool = typer.Option(False, "--json", help="JSON to stdout."),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """List runs, newest first."""
+    from medtui.jobs.queue import reconcile
+    from medtui.store.store import STATUSES
+
+    if status is not None and status not in STATUSES:
+        raise UsageError(f"unknown status {status!r}: choose one of {', '.join(STATUSES)}")
+    if limit is not None and limit <= 0:
+        raise UsageError(f"--limit must be > 0, got {limit}")
+    rows: list[dict[str, Any]] = []
+    if db_path(db).exists():
+        with open_store(db) as store:
+            reconcile(store)
+            rows = store.list_runs(status=status, limit=limit)
+    if json_out:
+        print_json([_list_row(r) for r in rows])
+        return
+    t = Table(show_edge=False, pad_edge=False)
+    for col in ("id", "name", "paradigm", "buf", "model", "status", "last", "bwt", "forget", "started", "took"):
+        t.add_column(col, justify="right" if col in ("id", "buf", "last", "bwt", "forget") else "left")
+    for r in rows:
+        m = r.get("metrics") or {}
+        last = m.get("last", m.get("in_domain"))
+        t.add_row(
+            str(r["id"]), r["name"] or "", r["paradigm"], str(r["buffer_size"] or ""), r["model"], progress_text(r),
+            fmt_metric("last", last), fmt_metric("bwt", m.get("bwt")), fmt_metric("forgetting", m.get("forgetting")),
+            fmt_time(r["started_at"]), fmt_duration(run_duration(r)),
+        )
+    _out().print(t if rows else "no runs yet: `medtui run --headless` starts the default one")
+
+
+@app.command()
+def show(
+    run_ref: str = typer.Argument(..., metavar="RUN", help="Run id or name."),
+    json_out: bool = typer.Option(False, "--json", help="JSON to stdout."),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Show one run: config, accuracy matrix, metrics, buffer."""
+    from medtui.cli.progress import matrix_table, metrics_table
+    from medtui.jobs.queue import reconcile
+
+    with open_store(db) as store:
+        reconcile(store)
+        detail = store.detail(store.resolve_ref(run_ref))
+    if json_out:
+        print_json(detail)
+        return
+    out = _out()
+    out.print(f"[bold]run {detail['id']}[/] · {detail['name']} · {detail['status']}" + (f" · {detail['error']}" if detail["error"] else ""))
+    cfg = detail["config"]
+    out.print(
+        f"{cfg['paradigm']} · buffer {cfg['buffer_size']} · {cfg['model']} ({detail['weights'] or cfg['pretrained'] or 'random'}) · "
+        f"tune {cfg['tune']} · {cfg['epochs']} epochs · bs {cfg['batch_size']} · lr {cfg['lr']} · seed {cfg['seed']} · {detail['device'] or cfg['device']}",
+        markup=False,
+    )
+    out.print(matrix_table(detail))
+    out.print(metrics_table(detail["metrics"]))
+    if detail["buffer"]["per_task"]:
+        out.print("buffer: " + ", ".join(f"{t} {n}" for t, n in detail["buffer"]["per_task"].items()) + f" (budget {detail['buffer']['budget']})")
+
+
+@app.command()
+def compare(
+    run_refs: list[str] = typer.Argument(..., metavar="RUN...", help="Two or more run ids or names (the first is the baseline)."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table | markdown | latex | csv | json"),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Compare runs side by side: differing config first, metrics with deltas, matrices."""
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if len(run_refs) < 2:
+        raise UsageError("compare needs at least two runs")
+    with open_store(db) as store:
+        ids = [store.resolve_ref(r) for r in run_refs]
+        c = compare_runs(store, ids)
+    if fmt != "table":
+        sys.stdout.write(EXPORTERS[fmt](c))
+        return
+    out = _out()
+    for title, header, rows in sections(c):
+        t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+        for i, h in enumerate(header):
+            t.add_column(h, justify="left" if i == 0 else "right")
+        for r in rows:
+            t.add_row(*r)
+        out.print(t)
+
+
+@app.command()
+def datasets(
+    json_out: bool = typer.Option(False, "--json", help="JSON to stdout."),
+    all_sizes: bool = typer.Option(False, "--all-sizes", help="List every MedMNIST size (default: 28 px and the ones on disk)."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where MedMNIST .npz files live."),
+    tasks_file: Optional[str] = typer.Option(None, "--tasks-file", help="A TOML file of [[task]] declarations to list too."),
+) -> None:
+    """List the tasks medtui knows, by domain, with classes and split sizes."""
+    from pathlib import Path
+
+    from medtui.data.registry import TaskRegistry
+
+    user: list[dict[str, Any]] = []
+    if tasks_file:
+        from medtui.config import load_toml
+
+        user = [dict(t) for t in load_toml(Path(tasks_file)).user_tasks]
+    reg = TaskRegistry(data_dir, user)
+    items = []
+    for spec in reg.specs():
+        available = reg.available(spec)
+        if spec.source == "medmnist" and not all_sizes and spec.image_size != 28 and not available:
+            continue
+        items.append(
+            {
+                "name": spec.name,
+                "domain": spec.domain,
+                "source": spec.source,
+                "classes": list(spec.classes),
+                "templates": list(spec.templates),
+                "image_size": spec.image_size,
+                "channels": spec.channels,
+                "splits": {k: spec.options.get(f"n_{k}") for k in ("train", "val", "test") if spec.options.get(f"n_{k}") is not None},
+                "available": available,
+                "description": spec.description,
+            }
+        )
+    if json_out:
+        print_json({"data_dir": str(reg.data_dir), "tasks": items})
+        return
+    t = Table(show_edge=False, pad_edge=False, title=f"tasks (MedMNIST files looked up in {reg.data_dir})", title_justify="left")
+    for col in ("domain", "task", "classes", "px", "train/val/test", "on disk"):
+        t.add_column(col)
+    for it in sorted(items, key=lambda i: (i["domain"], i["name"])):
+        sp = it["splits"]
+        t.add_row(
+            it["domain"], it["name"], f"{len(it['classes'])}: " + ", ".join(it["classes"])[:48], str(it["image_size"]),
+            "/".join(str(sp.get(k, "?")) for k in ("train", "val", "test")), "yes" if it["available"] else "no",
+        )
+    _out().print(t)
+
+
+@app.command()
+def models(
+    json_out: bool = typer.Option(False, "--json", help="JSON to stdout."),
+    all_models: bool = typer.Option(False, "--all", help="Every architecture, not only those with weights or tiny configs."),
+) -> None:
+    """List model architectures, their pretrained tags and which weights are cached."""
+    from medtui.models import clip
+    from medtui.models.catalog import HUB_MODELS, tiny_models
+
+    tiny = set(tiny_models())
+    items = []
+    for arch in clip.list_architectures():
+        tags = clip.pretrained_tags(arch)
+        if not tags and arch not in tiny and not all_models:
+            continue
+        items.append(
+            {
+                "name": arch,
+                "tiny": arch in tiny,
+                "pretrained": [{"tag": t, "cached": clip.weights_cached(arch, t), "source": clip.weights_source(arch, t)} for t in tags],
+            }
+        )
+    for hub in HUB_MODELS:
+        items.append({"name": hub, "tiny": False, "pretrained": [{"tag": "(hub)", "cached": clip.hub_cached(hub), "source": hub}]})
+    if json_out:
+        print_json(items)
+        return
+    t = Table(show_edge=False, pad_edge=False)
+    t.add_column("model")
+    t.add_column("weights (✓ cached)")
+    for it in items:
+        if it["tiny"]:
+            desc = "random init (tiny test config)"
+        else:
+            desc = " ".join(p["tag"] + (" ✓" if p["cached"] else "") for p in it["pretrained"])
+        t.add_row(it["name"], desc)
+    _out().print(t)

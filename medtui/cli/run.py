@@ -1,0 +1,155 @@
+"""``medtui run`` and ``medtui resume``: start runs in the foreground, the background or the queue."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from medtui.cli import DB_HELP, app
+from medtui.cli.common import db_path, open_app, print_json
+from medtui.config import RunConfig, load_toml, resolve
+from medtui.errors import UsageError
+from medtui.store.store import Store
+
+
+def build_config(config_file: Optional[Path], overrides: dict[str, Any]) -> RunConfig:
+    """The run's config: the TOML file (or the built-in default), flags on top, resolved and checked.
+
+    Task names and the model name are checked here, before anything is stored.
+    """
+    from medtui.data.registry import TaskRegistry
+    from medtui.models.catalog import check_model
+
+    base = load_toml(config_file) if config_file else RunConfig()
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for key in ("tasks", "heldout"):
+        if key in given:
+            given[key] = tuple(t for t in (s.strip() for s in given[key].split(",")) if t)
+    cfg = resolve(replace(base, **given))
+    registry = TaskRegistry(cfg.data_dir, cfg.user_tasks)
+    for name in cfg.columns:
+        registry.get(name)
+    check_model(cfg.model)
+    return replace(cfg, data_dir=str(registry.data_dir))
+
+
+@app.command()
+def run(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Experiment TOML file (flags override it)."),
+    tasks: Optional[str] = typer.Option(None, "--tasks", help="Training sequence, comma-separated task names."),
+    heldout: Optional[str] = typer.Option(None, "--heldout", help="Held-out tasks (evaluated, never trained), comma-separated."),
+    paradigm: Optional[str] = typer.Option(None, "--paradigm", help="specialized | joint | continual"),
+    buffer_size: Optional[int] = typer.Option(None, "--buffer-size", help="Rehearsal buffer in samples (continual only)."),
+    model: Optional[str] = typer.Option(None, "--model", help="open_clip architecture, hf-hub:ORG/REPO or local-dir:PATH."),
+    pretrained: Optional[str] = typer.Option(None, "--pretrained", help="Pretrained tag (e.g. openai), checkpoint PATH, or none."),
+    tune: Optional[str] = typer.Option(None, "--tune", help="full | vision | head"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs per stage."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Training batch size."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default: 1e-3 from scratch, 1e-5 pretrained)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda[:i]"),
+    name: Optional[str] = typer.Option(None, "--name", help="Run name."),
+    max_train: Optional[int] = typer.Option(None, "--max-train", help="Cap each task's train split (stratified subsample)."),
+    max_test: Optional[int] = typer.Option(None, "--max-test", help="Cap each task's test split (stratified subsample)."),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where MedMNIST .npz files live (default: $MEDTUI_DATA_DIR or a cache dir)."),
+    headless: bool = typer.Option(False, "--headless", help="Run in the foreground, without the app."),
+    detach: bool = typer.Option(False, "--detach", help="Start in the background, print the run id and return."),
+    queue: bool = typer.Option(False, "--queue", help="Add to the queue; it starts when a slot is free."),
+    json_out: bool = typer.Option(False, "--json", help="With --headless: print the finished run as JSON instead of the id."),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> int:
+    """Run an experiment (no flags: the built-in default on synthetic tasks with a tiny model)."""
+    if sum((headless, detach, queue)) > 1:
+        raise UsageError("choose one of --headless, --detach and --queue")
+    if json_out and not headless:
+        raise UsageError("--json goes with --headless")
+    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+        raise UsageError(f"--data-dir {data_dir!r} is not a directory")
+    cfg = build_config(
+        config,
+        dict(
+            tasks=tasks, heldout=heldout, paradigm=paradigm, buffer_size=buffer_size, model=model, pretrained=pretrained,
+            tune=tune, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, name=name,
+            max_train=max_train, max_test=max_test, data_dir=data_dir,
+        ),
+    )
+    path = db_path(db)
+    with Store(path) as store:
+        run_id = store.create_run(cfg, status="running" if headless else "queued")
+    if headless:
+        return _foreground(path, run_id, json_out)
+    from medtui.jobs.queue import enqueue, launch
+
+    if queue:
+        started = enqueue(path, run_id)
+        typer.echo(run_id)
+        typer.echo(f"run {run_id} {'started' if run_id in started else 'queued'}", err=True)
+        return 0
+    pid = launch(path, run_id)
+    if detach:
+        typer.echo(run_id)
+        typer.echo(f"run {run_id} started in the background (pid {pid}); `medtui logs {run_id} -f` follows it", err=True)
+        return 0
+    open_app(str(path), run_id)
+    return 0
+
+
+def _foreground(path: Path, run_id: int, json_out: bool = False) -> int:
+    """Run ``run_id`` in this process with live progress on stderr; print the matrix at the end."""
+    from medtui.cli.progress import RichProgress, is_terminal, matrix_table, metrics_table, stderr_console
+    from medtui.jobs.worker import execute
+
+    if not json_out:
+        typer.echo(run_id)
+        sys.stdout.flush()
+    console = stderr_console()
+    if is_terminal():
+        bar = RichProgress(console)
+        with bar:
+            code = execute(path, run_id, extra_sink=bar)
+    else:
+        code = execute(path, run_id, log_stream=sys.stderr)
+    with Store(path) as store:
+        detail = store.detail(run_id)
+    if json_out:
+        print_json(detail)
+    else:
+        console.print(matrix_table(detail, title=f"run {run_id} · {detail['name']} · {detail['status']}"))
+        console.print(metrics_table(detail["metrics"]))
+    if detail["status"] == "failed" and detail["error"]:
+        console.print(f"medtui: run {run_id} failed: {detail['error']}", markup=False)
+    return code
+
+
+@app.command()
+def resume(
+    run_ref: str = typer.Argument(..., metavar="RUN", help="Run id or name."),
+    detach: bool = typer.Option(False, "--detach", help="Resume in the background and return."),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> int:
+    """Continue a failed or cancelled run from its last finished stage."""
+    from medtui.jobs.queue import reconcile, resume_detached, resume_point
+
+    path = db_path(db)
+    with Store(path, create=False) as store:
+        run_id = store.resolve_ref(run_ref)
+        if detach:
+            where = None
+        else:
+            reconcile(store)
+            where = resume_point(store, run_id)
+            store.log(run_id, f"resume requested: continuing after {where}")
+            store.update_run(run_id, status="running")
+    if detach:
+        typer.echo(run_id)
+        typer.echo(f"run {run_id}: {resume_detached(path, run_id)}", err=True)
+        return 0
+    typer.echo(f"resuming run {run_id} after {where}", err=True)
+    with contextlib.suppress(BrokenPipeError):
+        return _foreground(path, run_id)
+    return 1

@@ -1,0 +1,1 @@
+"""The training engine: one run, its stages, training loop and evaluation; it reports through events."""

@@ -1,0 +1,185 @@
+"""One run from start to end: load tasks and model, evaluate zero-shot, then train and evaluate each stage.
+
+The engine reports everything through ``emit`` (see :mod:`medtui.events`) and
+never touches the store. Each stage is seeded from (seed, stage), so a run resumed
+from a stage checkpoint gives the same matrix as one that never stopped (on CPU).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from medtui.config import RunConfig
+from medtui.data.registry import TaskRegistry
+from medtui.engine.evaluate import evaluate_row
+from medtui.engine.tensors import TaskTensors, to_task_tensors
+from medtui.engine.train import train_stage
+from medtui.errors import ConfigError, RunCancelled
+from medtui.events import Event, LogLine, RunFinished, RunStarted, StageFinished
+from medtui.models.classifier import ClipClassifier
+from medtui.models.clip import load_clip
+from medtui.paradigms.base import StageContext, build
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Continue after row ``stage`` (its checkpoint holds the model and paradigm state)."""
+
+    stage: int
+    checkpoint: Path
+
+
+def pick_device(spec: str) -> torch.device:
+    """``auto`` → the first CUDA device if there is one, else the CPU; other values as given (checked)."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(spec)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {spec!r} asked for but CUDA is not available here (use --device cpu)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {spec!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def load_tasks(config: RunConfig, emit: Callable[[Event], None]) -> list[Any]:
+    """Decode every column task (trained then held-out) into memory."""
+    registry = TaskRegistry(config.data_dir, config.user_tasks)
+    out = []
+    for name in config.columns:
+        t0 = time.perf_counter()
+        data = registry.load(name, max_train=config.max_train, max_test=config.max_test, seed=config.seed)
+        sizes = ", ".join(f"{k} {len(v)}" for k, v in data.splits.items())
+        emit(LogLine("info", f"loaded {name}: {sizes} ({time.perf_counter() - t0:.1f} s)"))
+        out.append(data)
+    return out
+
+
+def save_checkpoint(path: Path, model: ClipClassifier, state: dict[str, Any], keep: int) -> Path:
+    """Write a stage checkpoint atomically and prune all but the newest ``keep`` in its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), **state}, tmp)
+    os.replace(tmp, path)
+    older = sorted(path.parent.glob("stage-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+    for p in older[:-keep] if keep else older:
+        if p != path:
+            p.unlink(missing_ok=True)
+    return path
+
+
+def run_experiment(
+    config: RunConfig,
+    emit: Callable[[Event], None],
+    *,
+    checkpoint_dir: Path | None = None,
+    resume: ResumePoint | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """Run a resolved ``config`` to the end, reporting through ``emit``.
+
+    Emits :class:`RunFinished` with ``finished``, ``cancelled`` (``should_stop`` became
+    true) or ``failed``; the exception of a failed or cancelled run is re-raised.
+    """
+    try:
+        _run(config, emit, checkpoint_dir, resume, should_stop)
+    except RunCancelled as e:
+        emit(RunFinished("cancelled", str(e)))
+        raise
+    except BaseException as e:
+        emit(RunFinished("failed", f"{type(e).__name__}: {e}".strip()))
+        raise
+    emit(RunFinished("finished"))
+
+
+def _run(
+    config: RunConfig,
+    emit: Callable[[Event], None],
+    checkpoint_dir: Path | None,
+    resume: ResumePoint | None,
+    should_stop: Callable[[], bool],
+) -> None:
+    device = pick_device(config.device)
+    seed_everything(config.seed)
+    datas = load_tasks(config, emit)
+    tensors = [to_task_tensors(d, device) for d in datas]
+    by_name: dict[str, TaskTensors] = {t.spec.name: t for t in tensors}
+
+    seed_everything(config.seed)  # model initialisation does not depend on how data loading used the RNG
+    loaded = load_clip(config.model, config.pretrained, device)
+    model = ClipClassifier(loaded, [t.spec for t in tensors], config.tune).to(device)
+    paradigm = build(config)
+    stages = paradigm.stages()
+    initial = None
+    if any(s.reset for s in stages):
+        initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    start = 0
+    if resume is not None:
+        state = torch.load(resume.checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        paradigm.load_state_dict(state.get("paradigm", {}))
+        start = int(state["stage"])
+        emit(LogLine("info", f"resuming after stage {start} from {resume.checkpoint.name}"))
+
+    n_params = sum(p.numel() for p in model.parameters())
+    n_train = sum(p.numel() for p in model.trainable_parameters())
+    emit(
+        RunStarted(
+            rows=["zero-shot"] + [s.label for s in stages],
+            columns=list(config.columns),
+            heldout=list(config.heldout),
+            device=str(device),
+            weights=loaded.weights,
+            fingerprints={t.spec.name: t.fingerprint for t in tensors},
+            n_params=int(n_params),
+            n_trainable=int(n_train),
+            start_row=start,
+        )
+    )
+    if start == 0:
+        t0 = time.perf_counter()
+        for ev in evaluate_row(model, tensors, 0, "zero-shot", device, config.eval_batch_size, config.amp):
+            emit(ev)
+        emit(StageFinished(0, None, time.perf_counter() - t0))
+
+    train_labels = {t.spec.name: t.train.labels_np for t in tensors}
+    n_classes = {t.spec.name: t.spec.n_classes for t in tensors}
+    for stage in stages[start:]:
+        if should_stop():
+            raise RunCancelled(f"cancelled before stage {stage.index}")
+        t0 = time.perf_counter()
+        if stage.reset and initial is not None:
+            model.load_state_dict(initial)
+        torch.manual_seed(config.seed * 1_000_003 + stage.index)
+        ctx = StageContext(
+            stage=stage,
+            train_labels=train_labels,
+            n_classes=n_classes,
+            rng=np.random.default_rng([config.seed, stage.index]),
+            emit=emit,
+            batch_size=config.batch_size,
+        )
+        train_stage(model, paradigm, ctx, by_name, config, device, should_stop)
+        for ev in evaluate_row(model, tensors, stage.index, stage.label, device, config.eval_batch_size, config.amp):
+            emit(ev)
+        ckpt = None
+        if checkpoint_dir is not None and config.keep_checkpoints > 0:
+            state = {"stage": stage.index, "paradigm": paradigm.state_dict(), "config": config.to_dict()}
+            ckpt = str(save_checkpoint(checkpoint_dir / f"stage-{stage.index}.pt", model, state, config.keep_checkpoints))
+        emit(StageFinished(stage.index, ckpt, time.perf_counter() - t0))

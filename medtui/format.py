@@ -1,0 +1,55 @@
+"""Formatting of values for people: percentages, metrics, durations, times, progress (CLI and app)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+def fmt_pct(x: float | None, digits: int = 1) -> str:
+    """A fraction as a percentage, ``—`` for missing."""
+    return "—" if x is None else f"{100 * x:.{digits}f}"
+
+
+def fmt_metric(name: str, x: float | None) -> str:
+    """A metric value for display: accuracies in %, differences signed."""
+    if x is None:
+        return "—"
+    if name in ("bwt", "fwt"):
+        return f"{100 * x:+.1f}"
+    return f"{100 * x:.1f}"
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """``1h02m``, ``3m05s``, ``12s``; ``—`` for missing."""
+    if seconds is None:
+        return "—"
+    s = int(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+def fmt_time(ts: float | None) -> str:
+    """A local timestamp ``YYYY-MM-DD HH:MM``; ``—`` for missing."""
+    return "—" if not ts else time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+def run_duration(run: dict[str, Any]) -> float | None:
+    """Seconds from start to finish (or to now for a running run)."""
+    if not run.get("started_at"):
+        return None
+    end = run.get("finished_at") or (time.time() if run.get("status") == "running" else None)
+    return None if end is None else end - run["started_at"]
+
+
+def progress_text(run: dict[str, Any]) -> str:
+    """``stage 2/5 37%`` for a running run, the status otherwise."""
+    p = run.get("progress") or {}
+    if run.get("status") != "running" or not p.get("n_stages"):
+        return run.get("status", "")
+    stage, n = p.get("stage", 0), p["n_stages"]
+    pct = int(100 * p.get("step", 0) / p["n_steps"]) if p.get("n_steps") else 0
+    return f"stage {stage}/{n} {pct}%"

@@ -1,0 +1,1 @@
+"""Jobs: worker processes, launching, liveness, cancellation and the run queue."""

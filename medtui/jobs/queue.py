@@ -1,0 +1,267 @@
+"""Launching, watching and cancelling worker processes, and the run queue.
+
+- :func:`launch` starts a run now, as its own process in a new session.
+- :func:`enqueue` + :func:`schedule`: queued runs start, oldest first, whenever fewer than
+  ``max_parallel`` runs are running; each is pinned to a GPU with ``CUDA_VISIBLE_DEVICES``
+  when there are several. Every worker calls :func:`schedule` when it ends, and so do the
+  CLI and the app, so queued runs start whether or not the app is open.
+- :func:`reconcile` marks ``running`` runs whose process is gone or whose heartbeat is
+  stale as ``failed``, with the reason; ``medtui resume`` continues them.
+
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from medtui.errors import StoreError, UsageError
+from medtui.jobs.paths import log_path
+from medtui.store.store import Store
+
+#: A running run whose heartbeat is older than this is considered dead.
+STALE_S = 60.0
+#: A run just claimed by the scheduler has this long to start its process.
+START_GRACE_S = 30.0
+
+
+def _open(db: str | Path | Store) -> tuple[Store, bool]:
+    if isinstance(db, Store):
+        return db, False
+    return Store(db), True
+
+
+def gpu_ids() -> list[str]:
+    """GPU ids this machine offers (``CUDA_VISIBLE_DEVICES`` if set, else what ``nvidia-smi`` lists)."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g.strip() for g in env.split(",") if g.strip() and g.strip() != "-1"]
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip().isdigit()] if out.returncode == 0 else []
+
+
+def max_parallel(store: Store) -> int:
+    """How many runs may run at once: the ``max_parallel`` setting, ``$MEDTUI_MAX_PARALLEL``, else 1 per GPU (1 on CPU)."""
+    value = store.get_setting("max_parallel") or os.environ.get("MEDTUI_MAX_PARALLEL")
+    if value:
+        try:
+            n = int(value)
+        except ValueError:
+            raise UsageError(f"max_parallel must be a whole number, got {value!r}") from None
+        if n < 1:
+            raise UsageError(f"max_parallel must be >= 1, got {n}")
+        return n
+    return max(1, len(gpu_ids()))
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether process ``pid`` exists on this machine and is not a zombie."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def reconcile(db: str | Path | Store) -> list[int]:
+    """Mark dead ``running`` runs as ``failed`` (process gone, or heartbeat stale). Returns their ids."""
+    store, owned = _open(db)
+    dead = []
+    try:
+        here = socket.gethostname()
+        now = time.time()
+        for run in store.list_runs(status="running"):
+            beat = run["heartbeat_at"] or run["started_at"] or 0
+            reason = None
+            if run["pid"] and run["host"] in (None, here) and not pid_alive(run["pid"]):
+                reason = f"worker process {run['pid']} died (no exit was recorded)"
+            elif not run["pid"] and now - beat > START_GRACE_S:
+                reason = "worker process never started"
+            elif now - beat > STALE_S:
+                reason = f"no heartbeat for {now - beat:.0f} s"
+            if reason:
+                store.update_run(run["id"], status="failed", error=reason, pid=None, finished_at=now)
+                store.log(run["id"], f"marked failed: {reason}", "error")
+                dead.append(run["id"])
+    finally:
+        if owned:
+            store.close()
+    return dead
+
+
+def spawn(db_path: str | Path, run_id: int, gpu: str | None = None) -> int:
+    """Start ``python -m medtui.worker RUN_ID`` in a new session (it outlives its parent); returns its pid."""
+    db_path = Path(db_path).resolve()
+    log = log_path(db_path, run_id)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    env["PYTHONUNBUFFERED"] = "1"
+    with open(log, "a", encoding="utf-8") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "medtui.worker", str(run_id), "--db", str(db_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+            close_fds=True,
+        )
+    return proc.pid
+
+
+def _claim(store: Store, run_id: int, gpus: list[str]) -> str | None:
+    """Mark a run as starting (status running, no pid yet) and pick the least-used GPU for it."""
+    gpu = None
+    if len(gpus) > 1:
+        busy = [r["gpu"] for r in store.list_runs(status="running") if r["gpu"]]
+        gpu = min(gpus, key=lambda g: (busy.count(g), gpus.index(g)))
+    elif gpus:
+        gpu = gpus[0]
+    store.update_run(run_id, status="running", pid=None, gpu=gpu, heartbeat_at=time.time(), error=None, cancel_requested=0)
+    return gpu
+
+
+def launch(db_path: str | Path, run_id: int) -> int:
+    """Start run ``run_id`` now, whatever the queue holds; returns the worker's pid."""
+    store = Store(db_path)
+    try:
+        run = store.get_run(run_id)
+        if run["status"] == "running":
+            raise UsageError(f"run {run_id} is already running")
+        gpu = _claim(store, run_id, gpu_ids())
+    finally:
+        store.close()
+    return spawn(db_path, run_id, gpu)
+
+
+def enqueue(db_path: str | Path, run_id: int) -> list[int]:
+    """Put a run in the queue and start what the free slots allow; returns the ids started."""
+    store = Store(db_path)
+    try:
+        store.update_run(run_id, status="queued", error=None, cancel_requested=0)
+    finally:
+        store.close()
+    return schedule(db_path)
+
+
+def schedule(db_path: str | Path) -> list[int]:
+    """Start queued runs, oldest first, while fewer than ``max_parallel`` are running."""
+    store = Store(db_path)
+    started: list[tuple[int, str | None]] = []
+    try:
+        reconcile(store)
+        gpus = gpu_ids()
+        limit = max_parallel(store)
+        # an immediate transaction: two schedulers never claim the same queued run
+        store.db.execute("BEGIN IMMEDIATE")
+        try:
+            running = store.db.execute("select count(*) from runs where status = 'running'").fetchone()[0]
+            free = max(0, limit - running)
+            queued = [r[0] for r in store.db.execute("select id from runs where status = 'queued' order by id limit ?", [free])]
+            for run_id in queued:
+                started.append((run_id, _claim(store, run_id, gpus)))
+            store.db.execute("COMMIT")
+        except BaseException:
+            store.db.execute("ROLLBACK")
+            raise
+    finally:
+        store.close()
+    for run_id, gpu in started:
+        spawn(db_path, run_id, gpu)
+    return [r for r, _ in started]
+
+
+def cancel(db_path: str | Path, run_id: int) -> str:
+    """Cancel a run: a queued one at once, a running one after its current step. Returns what was done."""
+    store = Store(db_path)
+    try:
+        run = store.get_run(run_id)
+        status = run["status"]
+        if status == "queued":
+            store.update_run(run_id, status="cancelled", finished_at=time.time(), error="cancelled while queued")
+            return "cancelled (was queued)"
+        if status != "running":
+            raise UsageError(f"run {run_id} is {status}, not running or queued: nothing to cancel")
+        store.request_cancel(run_id)
+        pid = run["pid"]
+        if pid and run["host"] in (None, socket.gethostname()) and pid_alive(pid):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                pass
+        return "cancel requested: the run stops after its current step"
+    finally:
+        store.close()
+
+
+def resumable(store: Store, run_id: int) -> None:
+    """Raise UsageError unless run ``run_id`` can be resumed (failed or cancelled)."""
+    run = store.get_run(run_id)
+    if run["status"] in ("running", "queued"):
+        raise UsageError(f"run {run_id} is {run['status']}: it cannot be resumed")
+    if run["status"] == "finished":
+        raise UsageError(f"run {run_id} already finished: nothing to resume")
+
+
+def wait_for(db_path: str | Path, run_id: int, statuses: tuple[str, ...], timeout: float) -> str:
+    """Poll until the run's status is one of ``statuses``; returns it (StoreError on timeout)."""
+    deadline = time.time() + timeout
+    while True:
+        with Store(db_path) as store:
+            status = store.get_run(run_id)["status"]
+        if status in statuses or time.time() > deadline:
+            if status not in statuses:
+                raise StoreError(f"run {run_id} still {status} after {timeout:.0f} s")
+            return status
+        time.sleep(0.2)
+
+
+def resume_point(store: Store, run_id: int) -> str:
+    """Check that a run can be resumed and say where it will continue (``stage 2`` or ``the start``)."""
+    resumable(store, run_id)
+    latest = store.latest_checkpoint(run_id)
+    return f"stage {latest[0]}" if latest else "the start (no stage checkpoint)"
+
+
+def resume_detached(db_path: str | Path, run_id: int) -> str:
+    """Resume a failed or cancelled run as a background worker; returns a message."""
+    with Store(db_path, create=False) as store:
+        reconcile(store)
+        where = resume_point(store, run_id)
+        store.log(run_id, f"resume requested: continuing after {where}")
+    pid = launch(db_path, run_id)
+    return f"resumed after {where} (pid {pid})"
+
+
+def delete(db_path: str | Path, run_id: int) -> None:
+    """Delete a run that is not running, with its results, log file and checkpoints."""
+    from medtui.jobs.paths import checkpoint_dir
+
+    with Store(db_path, create=False) as store:
+        if store.get_run(run_id)["status"] == "running":
+            raise UsageError(f"run {run_id} is running: cancel it first")
+        store.delete_run(run_id)
+    shutil.rmtree(checkpoint_dir(db_path, run_id), ignore_errors=True)
+    log_path(db_path, run_id).unlink(missing_ok=True)

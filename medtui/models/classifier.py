@@ -1,0 +1,131 @@
+"""CLIP as an image classifier over each task's own classes, through the text tower.
+
+Prompts → normalised text embeddings (mean over templates, renormalised) → scaled
+cosine logits. Three tuning modes:
+
+- ``full``: both towers train; class embeddings are recomputed (with gradients) each step.
+- ``vision``: the text tower is frozen; class embeddings are computed once per stage and cached.
+- ``head``: both towers frozen; each task gets a linear head initialised from its class
+  embeddings (so before training it equals zero-shot), and only the heads train.
+
+The logit scale stays at its pre-trained value in every mode.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from medtui.data.base import TaskSpec
+from medtui.models.clip import LoadedClip
+
+
+class ClipClassifier(nn.Module):
+    """A CLIP model that classifies images of ``tasks`` (by name) over each task's classes."""
+
+    def __init__(self, loaded: LoadedClip, tasks: Sequence[TaskSpec], tune: str = "full") -> None:
+        super().__init__()
+        self.clip = loaded.model
+        self.tune = tune
+        self.image_size = loaded.image_size
+        self.weights = loaded.weights
+        self.specs = {t.name: t for t in tasks}
+        self.register_buffer("mean", torch.tensor(loaded.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(loaded.std).view(1, 3, 1, 1), persistent=False)
+        device = next(self.clip.parameters()).device
+        # Tokenise every prompt once; row c*T + t is class c, template t.
+        self._tokens = {
+            t.name: loaded.tokenizer([p for per_class in t.prompts() for p in per_class]).to(device) for t in tasks
+        }
+        self._text_cache: dict[str, torch.Tensor] = {}
+        self.heads = nn.ModuleDict()
+        if tune == "head":
+            with torch.no_grad():
+                for t in tasks:
+                    emb = self._encode_class_text(t.name)
+                    head = nn.Linear(emb.shape[1], emb.shape[0], device=device)
+                    head.weight.copy_(emb)
+                    head.bias.zero_()
+                    self.heads[t.name] = head
+        for p in self.clip.parameters():
+            p.requires_grad_(False)
+        for p in self.trainable_parameters():
+            p.requires_grad_(True)
+
+    # -- parameters -------------------------------------------------------------------------
+    def _vision_parameters(self) -> Iterable[nn.Parameter]:
+        return self.clip.visual.parameters()
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The parameters the tuning mode trains."""
+        if self.tune == "head":
+            return list(self.heads.parameters())
+        if self.tune == "vision":
+            return list(self._vision_parameters())
+        frozen = {id(getattr(self.clip, n)) for n in ("logit_scale", "logit_bias") if getattr(self.clip, n, None) is not None}
+        return [p for p in self.clip.parameters() if id(p) not in frozen]
+
+    def train(self, mode: bool = True) -> "ClipClassifier":
+        """Train mode, except that frozen towers stay in eval mode (their norm statistics must not move)."""
+        super().train(mode)
+        if mode and self.tune == "head":
+            self.clip.eval()
+        return self
+
+    # -- images -----------------------------------------------------------------------------
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``B x C x H x W`` (C = 1 or 3, on the model's device) → normalised float ``B x 3 x S x S``.
+
+        Resizing happens here, on the device, in batches: no per-image PIL work in the loop.
+        """
+        x = images.float().div_(255.0)
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        if x.shape[-2:] != (self.image_size, self.image_size):
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True, align_corners=False)
+        return (x - self.mean) / self.std
+
+    def encode_images(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised image embeddings of prepared images."""
+        return F.normalize(self.clip.encode_image(x), dim=-1)
+
+    # -- text -------------------------------------------------------------------------------
+    def _encode_class_text(self, task: str) -> torch.Tensor:
+        """Class embeddings of ``task``: mean of normalised prompt embeddings per class, renormalised."""
+        spec = self.specs[task]
+        emb = F.normalize(self.clip.encode_text(self._tokens[task]), dim=-1)
+        emb = emb.view(spec.n_classes, len(spec.templates), -1).mean(dim=1)
+        return F.normalize(emb, dim=-1)
+
+    def refresh_text_cache(self) -> None:
+        """Recompute cached class embeddings (frozen text tower); call at the start of a stage."""
+        self._text_cache.clear()
+        if self.tune != "full":
+            with torch.no_grad():
+                for name in self.specs:
+                    self._text_cache[name] = self._encode_class_text(name).detach()
+
+    def class_embeddings(self, task: str) -> torch.Tensor:
+        """Class embeddings for ``task`` (cached when the text tower is frozen)."""
+        if task in self._text_cache:
+            return self._text_cache[task]
+        emb = self._encode_class_text(task)
+        if self.tune != "full" or not torch.is_grad_enabled():
+            self._text_cache[task] = emb.detach()
+        return emb
+
+    def clear_eval_cache(self) -> None:
+        """Forget class embeddings cached during an evaluation of a model whose text tower trains."""
+        if self.tune == "full":
+            self._text_cache.clear()
+
+    # -- logits -----------------------------------------------------------------------------
+    def logits(self, features: torch.Tensor, task: str) -> torch.Tensor:
+        """Scaled cosine logits of normalised image ``features`` over ``task``'s classes."""
+        scale = self.clip.logit_scale.exp()
+        if self.tune == "head":
+            return scale * self.heads[task](features)
+        return scale * features @ self.class_embeddings(task).t()

@@ -1,0 +1,1 @@
+"""Training paradigms: specialized, joint, continual and continual with rehearsal."""

@@ -1,0 +1,95 @@
+"""The store as an event sink: what the engine reports lands in SQLite as it happens.
+
+Each event is written in its own short transaction, so a finished stage's
+evaluations are committed before the next stage starts and killing the process
+loses at most the step in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from medtui.events import (
+    BufferUpdated,
+    Event,
+    LogLine,
+    RunFinished,
+    RunStarted,
+    StageFinished,
+    StageStarted,
+    StepLogged,
+    TaskEvaluated,
+)
+from medtui.store.store import Store
+
+
+class StoreSink:
+    """Writes one run's events into a :class:`Store`."""
+
+    def __init__(self, store: Store, run_id: int) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.progress: dict[str, Any] = dict(store.get_run(run_id).get("progress") or {})
+
+    def _progress(self, **fields: Any) -> None:
+        self.progress.update(fields)
+        self.store.update_run(self.run_id, progress=self.progress, heartbeat_at=time.time())
+
+    def __call__(self, event: Event) -> None:
+        """Record one event."""
+        s, rid = self.store, self.run_id
+        if isinstance(event, RunStarted):
+            s.update_run(
+                rid,
+                rows=event.rows,
+                device=event.device,
+                weights=event.weights,
+                fingerprints=event.fingerprints,
+            )
+            self._progress(n_stages=len(event.rows) - 1, stage=event.start_row, step=0, n_steps=0)
+            s.log(rid, f"{event.n_params:,} parameters, {event.n_trainable:,} trained; weights: {event.weights}; device {event.device}")
+        elif isinstance(event, StageStarted):
+            self._progress(stage=event.stage, label=event.label, step=0, n_steps=event.n_steps, epoch=1)
+            s.log(rid, f"stage {event.stage}: {event.label} ({event.n_samples} samples, {event.n_steps} steps)")
+        elif isinstance(event, StepLogged):
+            with s.db.atomic():
+                s.db["steps"].insert({"run_id": rid, "at": time.time(), **{k: v for k, v in event.to_dict().items() if k != "kind"}})
+                self._progress(step=event.step, n_steps=event.n_steps, epoch=event.epoch, loss=event.loss, throughput=event.throughput)
+        elif isinstance(event, TaskEvaluated):
+            s.record_evaluation(rid, event.to_dict())
+        elif isinstance(event, BufferUpdated):
+            with s.db.atomic():
+                for task, count in event.per_task.items():
+                    idx = event.indices.get(task, [])
+                    s.db["buffer"].upsert(
+                        {
+                            "run_id": rid,
+                            "stage": event.stage,
+                            "task": task,
+                            "count": count,
+                            "per_class": json.dumps(event.per_class.get(task, [])),
+                            "indices": json.dumps(idx),
+                        },
+                        pk=("run_id", "stage", "task"),
+                    )
+            s.log(rid, f"buffer after stage {event.stage}: " + ", ".join(f"{t} {n}" for t, n in event.per_task.items()))
+        elif isinstance(event, StageFinished):
+            with s.db.atomic():
+                if event.checkpoint:
+                    p = Path(event.checkpoint)
+                    s.db["checkpoints"].upsert(
+                        {"run_id": rid, "stage": event.stage, "path": str(p), "bytes": p.stat().st_size, "at": time.time()},
+                        pk=("run_id", "stage"),
+                    )
+                s.update_run(rid, last_stage=event.stage)
+                self._progress(stage=event.stage, finished_stage=event.stage)
+            if event.stage:
+                s.log(rid, f"stage {event.stage} done in {event.seconds:.1f} s")
+        elif isinstance(event, LogLine):
+            s.log(rid, event.message, event.level)
+        elif isinstance(event, RunFinished):
+            s.update_run(rid, status=event.status, finished_at=time.time(), error=event.error, pid=None)
+            s.log(rid, f"run {event.status}" + (f": {event.error}" if event.error else ""), "error" if event.status == "failed" else "info")

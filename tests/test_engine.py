@@ -1,0 +1,118 @@
+"""The engine end to end on synthetic tasks: every paradigm and tuning mode, determinism, events."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from medtui.engine.run import run_experiment
+from medtui.events import BufferUpdated, ListSink, RunFinished, RunStarted, StageFinished, StepLogged, TaskEvaluated
+from helpers import fast_config
+
+
+def matrix(sink: ListSink, n_rows: int, columns: list[str]) -> list[list[float | None]]:
+    m: list[list[float | None]] = [[None] * len(columns) for _ in range(n_rows)]
+    for e in sink.of(TaskEvaluated):
+        m[e.row][columns.index(e.task)] = e.accuracy
+    return m
+
+
+def run(**overrides: object) -> tuple[ListSink, list[list[float | None]]]:
+    cfg = fast_config(**overrides)
+    sink = ListSink()
+    run_experiment(cfg, sink)
+    started = sink.of(RunStarted)[0]
+    return sink, matrix(sink, len(started.rows), started.columns)
+
+
+@pytest.mark.parametrize(
+    "paradigm, buffer, n_rows",
+    [("continual", 0, 3), ("continual", 40, 3), ("joint", 0, 2), ("specialized", 0, 3)],
+)
+def test_paradigms_fill_the_whole_matrix(paradigm: str, buffer: int, n_rows: int) -> None:
+    sink, m = run(paradigm=paradigm, buffer_size=buffer, heldout=("synth-blood",))
+    assert len(m) == n_rows and all(len(r) == 3 for r in m)
+    assert all(v is not None and 0.0 <= v <= 1.0 for r in m for v in r)
+    assert sink.of(RunFinished)[-1].status == "finished"
+    assert [e.stage for e in sink.of(StageFinished)] == list(range(n_rows))
+    assert sink.of(StepLogged), "training progress must be reported"
+    assert all(math.isfinite(e.loss) for e in sink.of(StepLogged))
+    started = sink.of(RunStarted)[0]
+    assert started.rows[0] == "zero-shot" and started.heldout == ["synth-blood"]
+    buffers = sink.of(BufferUpdated)
+    if buffer:
+        assert [b.stage for b in buffers] == [1, 2]
+        assert buffers[0].per_task == {"synth-cxr-a": 40}
+        assert buffers[1].per_task == {"synth-cxr-a": 20, "synth-derm": 20}
+        assert all(sum(b.per_task.values()) <= buffer for b in buffers)
+    else:
+        assert not buffers
+
+
+def test_same_config_same_matrix_on_cpu() -> None:
+    _, a = run(buffer_size=20)
+    _, b = run(buffer_size=20)
+    assert a == b
+
+
+def test_seed_changes_the_run() -> None:
+    s1, _ = run(seed=0)
+    s2, _ = run(seed=1)
+    assert [e.loss for e in s1.of(StepLogged)] != [e.loss for e in s2.of(StepLogged)]
+
+
+def test_head_mode_trains_only_the_current_tasks_head() -> None:
+    # towers frozen, one head per task: a task's column cannot move until its own stage
+    _, m = run(tune="head", heldout=("synth-blood",), lr=1e-2)
+    zero, after_first = m[0], m[1]
+    assert after_first[1] == zero[1] and after_first[2] == zero[2]
+    assert m[2][0] == after_first[0] and m[2][2] == zero[2]
+
+
+def test_vision_mode_leaves_the_text_tower_untouched() -> None:
+    from medtui.data.registry import TaskRegistry
+    from medtui.models.classifier import ClipClassifier
+    from medtui.models.clip import load_clip
+
+    torch.manual_seed(0)
+    spec = TaskRegistry().get("synth-cxr-a")
+    model = ClipClassifier(load_clip("medtui-tiny", None), [spec], tune="vision")
+    trainable = {id(p) for p in model.trainable_parameters()}
+    assert trainable == {id(p) for p in model.clip.visual.parameters()}
+    assert all(not p.requires_grad for p in model.clip.transformer.parameters())
+    assert not model.clip.logit_scale.requires_grad
+
+
+def test_zero_shot_row_is_the_untrained_model() -> None:
+    # row 0 of a continual and a specialized run with the same seed are the same model
+    _, a = run(paradigm="continual")
+    _, b = run(paradigm="specialized")
+    assert a[0] == b[0]
+
+
+def test_cancel_stops_after_the_current_step() -> None:
+    from medtui.errors import RunCancelled
+
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 2
+
+    sink = ListSink()
+    with pytest.raises(RunCancelled):
+        run_experiment(fast_config(), sink, should_stop=stop)
+    assert sink.of(RunFinished)[-1].status == "cancelled"
+    assert {e.row for e in sink.of(TaskEvaluated)} == {0}  # row 0 was kept, no stage finished
+
+
+def test_failure_is_reported_and_raised() -> None:
+    from medtui.errors import ModelError
+
+    sink = ListSink()
+    with pytest.raises(ModelError):
+        run_experiment(fast_config(model="ViT-B-16", pretrained="no-such-tag"), sink)
+    finished = sink.of(RunFinished)[-1]
+    assert finished.status == "failed" and "no-such-tag" in (finished.error or "")
