@@ -1,0 +1,1 @@
+"""The Textual app (``medtui``): screens in ``screens/``, widgets in ``widgets/``; never imports torch."""
