@@ -12,7 +12,7 @@ import typer
 
 from medtui.cli import DB_HELP, app
 from medtui.cli.common import db_path, open_app, print_json
-from medtui.config import RunConfig, load_toml, resolve
+from medtui.config import RunConfig, load_toml
 from medtui.errors import UsageError
 from medtui.store.store import Store
 
@@ -22,20 +22,14 @@ def build_config(config_file: Optional[Path], overrides: dict[str, Any]) -> RunC
 
     Task names and the model name are checked here, before anything is stored.
     """
-    from medtui.data.registry import TaskRegistry
-    from medtui.models.catalog import check_model
+    from medtui.validate import check_config
 
     base = load_toml(config_file) if config_file else RunConfig()
     given = {k: v for k, v in overrides.items() if v is not None}
     for key in ("tasks", "heldout"):
         if key in given:
             given[key] = tuple(t for t in (s.strip() for s in given[key].split(",")) if t)
-    cfg = resolve(replace(base, **given))
-    registry = TaskRegistry(cfg.data_dir, cfg.user_tasks)
-    for name in cfg.columns:
-        registry.get(name)
-    check_model(cfg.model)
-    return replace(cfg, data_dir=str(registry.data_dir))
+    return check_config(replace(base, **given))
 
 
 @app.command()

@@ -38,15 +38,23 @@ class ResumePoint:
 
 
 def pick_device(spec: str) -> torch.device:
-    """``auto`` → the first CUDA device if there is one, else the CPU; other values as given (checked)."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(spec)
+    """``auto`` → the first CUDA device if there is one, else the CPU; other values as given (checked).
+
+    On CUDA, TF32 matmuls are allowed (CLIP fine-tuning does not need full FP32 matmul precision).
+    ``$MEDTUI_THREADS`` caps the CPU threads (the queue sets it when several CPU runs share a machine).
+    """
+    threads = os.environ.get("MEDTUI_THREADS")
+    if threads and threads.isdigit() and int(threads) > 0:
+        torch.set_num_threads(int(threads))
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu") if spec == "auto" else torch.device(spec)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"device {spec!r} asked for but CUDA is not available here (use --device cpu)")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ConfigError(f"device {spec!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible")
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
     return dev
 
 

@@ -109,14 +109,19 @@ def reconcile(db: str | Path | Store) -> list[int]:
     return dead
 
 
-def spawn(db_path: str | Path, run_id: int, gpu: str | None = None) -> int:
-    """Start ``python -m medtui.worker RUN_ID`` in a new session (it outlives its parent); returns its pid."""
+def spawn(db_path: str | Path, run_id: int, gpu: str | None = None, threads: int | None = None) -> int:
+    """Start ``python -m medtui.worker RUN_ID`` in a new session (it outlives its parent); returns its pid.
+
+    ``threads`` caps the worker's CPU threads (several CPU runs at once must not oversubscribe the cores).
+    """
     db_path = Path(db_path).resolve()
     log = log_path(db_path, run_id)
     log.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
+    if threads is not None and "MEDTUI_THREADS" not in os.environ:
+        env["MEDTUI_THREADS"] = str(threads)
     env["PYTHONUNBUFFERED"] = "1"
     with open(log, "a", encoding="utf-8") as out:
         proc = subprocess.Popen(
@@ -188,8 +193,10 @@ def schedule(db_path: str | Path) -> list[int]:
             raise
     finally:
         store.close()
+    # CPU-only machines: share the cores between the runs allowed at once
+    threads = None if gpus else max(1, (os.cpu_count() or 1) // limit)
     for run_id, gpu in started:
-        spawn(db_path, run_id, gpu)
+        spawn(db_path, run_id, gpu, threads if limit > 1 else None)
     return [r for r, _ in started]
 
 

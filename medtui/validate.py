@@ -1,0 +1,22 @@
+"""Checking a run config before anything is stored or launched (torch-free; used by the CLI and the app)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from medtui.config import RunConfig, resolve
+from medtui.data.registry import TaskRegistry
+from medtui.models.catalog import check_model
+
+
+def check_config(config: RunConfig) -> RunConfig:
+    """Resolve ``config`` and check its task names and model; returns it with the data dir filled in.
+
+    Raises a one-line :class:`~medtui.errors.UsageError` subclass naming the problem.
+    """
+    cfg = resolve(config)
+    registry = TaskRegistry(cfg.data_dir, cfg.user_tasks)
+    for name in cfg.columns:
+        registry.get(name)
+    check_model(cfg.model)
+    return replace(cfg, data_dir=str(registry.data_dir))
