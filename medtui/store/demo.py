@@ -58,10 +58,12 @@ def seed_demo_runs(path: str | Path, n: int, seed: int = 0, now: float | None = 
             heldout = ("synth-blood",) if n_tasks < 5 and rng.random() < 0.5 else ()
             buffer = rng.choice((0, 100, 200, 500)) if paradigm == "continual" else 0
             cfg = resolve(replace(RunConfig(), name=f"demo-{k + 1}", tasks=tasks, heldout=heldout, paradigm=paradigm, buffer_size=buffer, seed=k))
-            rid = store.create_run(cfg, status="running")
-            started = now - (n - k) * 600.0
-            store.update_run(rid, started_at=started, host="demo", device="cpu")
-            _feed(store, rid, cfg, rng, started)
+            # one transaction per run: thousands of runs seed in seconds, not minutes
+            with store.db.atomic():
+                rid = store.create_run(cfg, status="running")
+                started = now - (n - k) * 600.0
+                store.update_run(rid, started_at=started, host="demo", device="cpu")
+                _feed(store, rid, cfg, rng, started)
             ids.append(rid)
     return ids
 

@@ -11,35 +11,19 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import Footer, Input, Static
 
 from medtui.format import fmt_duration, fmt_metric, run_duration
 from medtui.tui.data import RunsLoaded
+from medtui.tui.widgets.runs_table import Column, RunsTable
 
 STATUS_STYLE = {"running": "bold cyan", "queued": "yellow", "finished": "green", "failed": "bold red", "cancelled": "magenta"}
 STATUS_ICON = {"running": "▶", "queued": "…", "finished": "✓", "failed": "✗", "cancelled": "■"}
 
 
-class SortText(Text):
-    """A table cell that carries the value it sorts by."""
-
-    sort_value: Any = None
-
-
-def _cell(text: str, sort: Any, style: str = "", right: bool = False) -> SortText:
-    t = SortText(text, style=style, justify="right" if right else "left")
-    t.sort_value = sort
-    return t
-
-
-def _metric_cells(run: dict[str, Any]) -> list[SortText]:
+def _metric(run: dict[str, Any], name: str) -> float | None:
     m = run.get("metrics") or {}
-    last = m.get("last", m.get("in_domain"))
-    out = []
-    for name, value in (("last", last), ("bwt", m.get("bwt")), ("forgetting", m.get("forgetting"))):
-        # missing values sort last in both directions of the natural order
-        out.append(_cell(fmt_metric(name, value), (value is None, value if value is not None else 0.0), right=True))
-    return out
+    return m.get("in_domain") if name == "last" and "last" not in m else m.get(name)
 
 
 def status_text(run: dict[str, Any]) -> str:
@@ -52,44 +36,71 @@ def status_text(run: dict[str, Any]) -> str:
     return f"{STATUS_ICON.get(status, '?')} {status}"
 
 
-COLUMNS: list[tuple[str, str]] = [
-    ("mark", " "),
-    ("id", "id"),
-    ("name", "name"),
-    ("status", "status"),
-    ("last", "last"),
-    ("bwt", "bwt"),
-    ("forgetting", "forget"),
-    ("paradigm", "paradigm"),
-    ("buffer", "buf"),
-    ("tasks", "tasks"),
-    ("model", "model"),
-    ("started", "started"),
-    ("duration", "took"),
+def _sequence(run: dict[str, Any]) -> str:
+    return "→".join(t.removeprefix("synth-") for t in run["tasks"] or [])
+
+
+COLUMNS: list[Column] = [
+    Column("mark", " ", 1),
+    Column("id", "id", 5, right=True),
+    Column("name", "name", 18),
+    Column("status", "status", 12),
+    Column("last", "last", 5, right=True),
+    Column("bwt", "bwt", 6, right=True),
+    Column("forgetting", "forget", 6, right=True),
+    Column("paradigm", "paradigm", 11),
+    Column("buffer", "buf", 4, right=True),
+    Column("tasks", "tasks", 28),
+    Column("model", "model", 14),
+    Column("started", "started", 11),
+    Column("duration", "took", 6, right=True),
 ]
-SORTABLE = [k for k, _ in COLUMNS if k != "mark"]
+#: Sort value of a run for each sortable column (None sorts last either way).
+SORT_KEYS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "id": lambda r: r["id"],
+    "name": lambda r: (r["name"] or "").lower(),
+    "status": lambda r: r["status"],
+    "last": lambda r: _metric(r, "last"),
+    "bwt": lambda r: _metric(r, "bwt"),
+    "forgetting": lambda r: _metric(r, "forgetting"),
+    "paradigm": lambda r: r["paradigm"],
+    "buffer": lambda r: r["buffer_size"] or 0,
+    "tasks": _sequence,
+    "model": lambda r: r["model"],
+    "started": lambda r: r.get("started_at"),
+    "duration": run_duration,
+}
+SORTABLE = list(SORT_KEYS)
 
 
-def row_cells(run: dict[str, Any], marked: bool) -> list[SortText]:
+def row_cells(run: dict[str, Any], marked: bool) -> list[Text]:
     """The table cells of one run, in :data:`COLUMNS` order."""
     status = run["status"]
-    tasks = run["tasks"] or []
-    seq = "→".join(t.removeprefix("synth-") for t in tasks)
+    seq = _sequence(run)
+    n = len(run["tasks"] or [])
     started = run.get("started_at")
-    took = run_duration(run)
+    right = "right"
     return [
-        _cell("●" if marked else " ", marked, style="bold yellow"),
-        _cell(str(run["id"]), run["id"], right=True),
-        _cell(run["name"] or "", (run["name"] or "").lower()),
-        _cell(status_text(run), status, style=STATUS_STYLE.get(status, "")),
-        *_metric_cells(run),
-        _cell(run["paradigm"], run["paradigm"]),
-        _cell(str(run["buffer_size"] or "—"), run["buffer_size"] or 0, right=True),
-        _cell(seq if len(seq) <= 28 else f"{len(tasks)} tasks: {seq[:18]}…", seq),
-        _cell(run["model"], run["model"]),
-        _cell(time.strftime("%m-%d %H:%M", time.localtime(started)) if started else "—", started or 0.0),
-        _cell(fmt_duration(took), took or 0.0, right=True),
+        Text("●" if marked else " ", style="bold yellow"),
+        Text(str(run["id"]), justify=right),
+        Text(run["name"] or ""),
+        Text(status_text(run), style=STATUS_STYLE.get(status, "")),
+        *(Text(fmt_metric(k, _metric(run, k))) for k in ("last", "bwt", "forgetting")),
+        Text(run["paradigm"]),
+        Text(str(run["buffer_size"] or "—")),
+        Text(seq if len(seq) <= 28 else f"{n} tasks: {seq}"),
+        Text(run["model"]),
+        Text(time.strftime("%m-%d %H:%M", time.localtime(started)) if started else "—"),
+        Text(fmt_duration(run_duration(run))),
     ]
+
+
+def sort_ids(runs: dict[int, dict[str, Any]], ids: list[int], key: str, reverse: bool) -> list[int]:
+    """``ids`` sorted by column ``key``; runs without a value go last in either direction."""
+    fn = SORT_KEYS[key]
+    have = [(fn(runs[i]), i) for i in ids]
+    present = sorted((v for v in have if v[0] is not None), reverse=reverse)
+    return [i for _, i in present] + [i for v, i in have if v is None]
 
 
 def matches(run: dict[str, Any], text: str) -> bool:
@@ -108,6 +119,7 @@ class RunsScreen(Screen):
     BINDINGS = [
         Binding("enter", "open", "Open", show=False),
         Binding("n", "new", "New"),
+        Binding("e", "new_from_run", "New from run", show=False),
         Binding("space", "mark", "Mark"),
         Binding("c", "compare", "Compare"),
         Binding("slash", "filter", "Filter", key_display="/"),
@@ -123,7 +135,6 @@ class RunsScreen(Screen):
     def __init__(self) -> None:
         super().__init__()
         self.runs: dict[int, dict[str, Any]] = {}
-        self.shown: dict[int, list[str]] = {}
         self.marked: set[int] = set()
         self.filter_text = ""
         self.sort_key = "id"
@@ -136,10 +147,7 @@ class RunsScreen(Screen):
         with Horizontal(id="runs-top"):
             yield Static("", id="runs-title")
             yield Input(placeholder="filter: words in name, status, tasks, model…  (esc clears)", id="runs-filter")
-        table = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
-        for key, label in COLUMNS:
-            table.add_column(label, key=key)
-        yield table
+        yield RunsTable(COLUMNS, id="runs-table")
         yield Static("", id="runs-empty")
         yield Footer()
 
@@ -161,52 +169,32 @@ class RunsScreen(Screen):
         snap = message.snapshot
         self.watermark = snap.watermark
         self.loads += 1
+        table = self.query_one(RunsTable)
+        changed = snap.full
         for run in snap.changed:
-            self.runs[run["id"]] = run
+            if self.runs.get(run["id"]) != run:
+                self.runs[run["id"]] = run
+                table.set_line(run["id"], row_cells(run, run["id"] in self.marked))
+                changed = True
         for gone in set(self.runs) - snap.ids:
             del self.runs[gone]
             self.marked.discard(gone)
-        self._sync_table(resort=snap.full)
-        self._update_title()
+            table.drop(gone)
+            changed = True
+        if changed:
+            self._rebuild_order()
+            self._update_title()
 
-    def _visible(self) -> list[int]:
-        return [i for i, r in self.runs.items() if not self.filter_text or matches(r, self.filter_text)]
-
-    def _sync_table(self, resort: bool = False) -> None:
-        table = self.query_one("#runs-table", DataTable)
-        visible = set(self._visible())
-        changed = False
-        for rid in list(self.shown):
-            if rid not in visible:
-                table.remove_row(str(rid))
-                del self.shown[rid]
-                changed = True
-        keys = [k for k, _ in COLUMNS]
-        for rid in sorted(visible):
-            cells = row_cells(self.runs[rid], rid in self.marked)
-            plain = [c.plain for c in cells]
-            old = self.shown.get(rid)
-            if old is None:
-                table.add_row(*cells, key=str(rid))
-                changed = True
-            elif old != plain:
-                for key, cell, before, now in zip(keys, cells, old, plain):
-                    if before != now:
-                        table.update_cell(str(rid), key, cell)
-                        changed = changed or key == self.sort_key
-            self.shown[rid] = plain
-        if changed or resort:
-            self._sort()
+    def _rebuild_order(self) -> None:
+        ids = [i for i, r in self.runs.items() if not self.filter_text or matches(r, self.filter_text)]
+        table = self.query_one(RunsTable)
+        table.set_order(sort_ids(self.runs, ids, self.sort_key, self.sort_reverse))
         empty = self.query_one("#runs-empty", Static)
-        empty.display = not self.shown
-        if not self.shown:
+        empty.display = not table.order
+        if not table.order:
             empty.update(
                 "No runs match the filter." if self.runs else "No runs yet. Press n to set up an experiment, or run `medtui run --headless`."
             )
-
-    def _sort(self) -> None:
-        table = self.query_one("#runs-table", DataTable)
-        table.sort(self.sort_key, key=lambda cell: cell.sort_value, reverse=self.sort_reverse)
 
     def _update_title(self) -> None:
         counts: dict[str, int] = {}
@@ -224,15 +212,11 @@ class RunsScreen(Screen):
 
     # -- actions ------------------------------------------------------------------------------
     def _current(self) -> int | None:
-        table = self.query_one("#runs-table", DataTable)
-        if not self.shown or table.cursor_row < 0 or table.row_count == 0:
-            return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        return int(key.value) if key and key.value else None
+        return self.query_one(RunsTable).current
 
-    @on(DataTable.RowSelected, "#runs-table")
-    def _row_selected(self, event: DataTable.RowSelected) -> None:
-        self.app.open_run(int(event.row_key.value))
+    @on(RunsTable.Selected)
+    def _row_selected(self, event: RunsTable.Selected) -> None:
+        self.app.open_run(event.run_id)
 
     def action_open(self) -> None:
         """Open the run under the cursor."""
@@ -241,8 +225,20 @@ class RunsScreen(Screen):
             self.app.open_run(rid)
 
     def action_new(self) -> None:
-        """Set up a new experiment (prefilled from the run under the cursor, if any)."""
+        """Set up a new experiment from the defaults."""
         self.app.open_new(None)
+
+    def action_new_from_run(self) -> None:
+        """Set up a new experiment prefilled with the config of the run under the cursor."""
+        rid = self._current()
+        if rid is not None:
+            self._open_new_from(rid)
+
+    @work(thread=True, group="runs-config")
+    def _open_new_from(self, run_id: int) -> None:
+        with self.app.reader.store() as s:
+            config = s.config(run_id)
+        self.app.call_from_thread(self.app.open_new, config)
 
     def action_mark(self) -> None:
         """Mark or unmark the run under the cursor (for comparing)."""
@@ -250,10 +246,10 @@ class RunsScreen(Screen):
         if rid is None:
             return
         self.marked.symmetric_difference_update({rid})
-        table = self.query_one("#runs-table", DataTable)
-        table.update_cell(str(rid), "mark", _cell("●" if rid in self.marked else " ", rid in self.marked, style="bold yellow"))
-        self.shown[rid][0] = "●" if rid in self.marked else " "
-        table.action_cursor_down()
+        table = self.query_one(RunsTable)
+        table.set_line(rid, row_cells(self.runs[rid], rid in self.marked))
+        table.action_cursor(1)
+        table.refresh()
         self._update_title()
 
     def action_compare(self) -> None:
@@ -273,7 +269,7 @@ class RunsScreen(Screen):
     @on(Input.Changed, "#runs-filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         self.filter_text = event.value.strip()
-        self._sync_table(resort=True)
+        self._rebuild_order()
         self._update_title()
 
     @on(Input.Submitted, "#runs-filter")
@@ -291,23 +287,14 @@ class RunsScreen(Screen):
         """Sort by the next column."""
         self.sort_key = SORTABLE[(SORTABLE.index(self.sort_key) + 1) % len(SORTABLE)]
         self.sort_reverse = self.sort_key in ("id", "last", "started", "duration")
-        self._sort()
+        self._rebuild_order()
         self._update_title()
 
     def action_reverse(self) -> None:
         """Reverse the sort order."""
         self.sort_reverse = not self.sort_reverse
-        self._sort()
+        self._rebuild_order()
         self._update_title()
-
-    @on(DataTable.HeaderSelected, "#runs-table")
-    def _header(self, event: DataTable.HeaderSelected) -> None:
-        key = str(event.column_key.value)
-        if key in SORTABLE:
-            self.sort_reverse = not self.sort_reverse if key == self.sort_key else False
-            self.sort_key = key
-            self._sort()
-            self._update_title()
 
     def _job(self, what: str, fn: Callable[[int], str]) -> None:
         rid = self._current()
