@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from rich.text import Text
@@ -29,6 +30,41 @@ def cell(value: float | None) -> Text:
     if value is None:
         return Text("·", style="dim", justify="right")
     return Text(f" {fmt_pct(value)} ", style=f"bold white on {scale_colour(value)}", justify="right")
+
+
+def short_names(names: list[str]) -> tuple[dict[str, str], str]:
+    """Names without the prefix they all share up to a separator (``synth-cxr-a`` → ``cxr-a``), and that prefix.
+
+    Five task names in full do not fit 80 columns; nothing is cut where a name would end up empty or ambiguous.
+    """
+    same = {n: n for n in names}
+    if len(names) < 2:
+        return same, ""
+    common = os.path.commonprefix(names)
+    cut = max(common.rfind("-"), common.rfind("_")) + 1
+    short = {n: n[cut:] for n in names}
+    if not cut or not all(short.values()) or len(set(short.values())) < len(short):
+        return same, ""
+    return short, names[0][:cut]
+
+
+def short_matrix(d: dict[str, Any]) -> tuple[list[str], list[str], list[str], str]:
+    """Rows, columns and held-out columns of a run detail with short task names, and the prefix left out."""
+    short, prefix = short_names(list(d["columns"]))
+    rows = []
+    for label in d["rows"]:
+        # longest first: a name that is a prefix of another must not cut into it
+        for full in sorted(short, key=len, reverse=True):
+            label = label.replace(full, short[full])
+        rows.append(label)
+    return rows, [short[c] for c in d["columns"]], [short.get(c, c) for c in d["heldout"]], prefix
+
+
+def matrix_title(prefix: str) -> str:
+    """The heading above an accuracy matrix (saying which prefix the task names lost)."""
+    note = f" · '{prefix}' left out" if prefix else ""
+    return f"Accuracy (%) · rows: after each stage · columns: tested on · * held-out{note}"
+
 
 
 class MatrixTable(DataTable):
