@@ -1,0 +1,143 @@
+"""The settings half of the new-experiment form: one compact row per run-config field.
+
+:class:`SettingsForm` shows a :class:`~medtui.config.RunConfig`'s editable fields and
+reads them back as config values; blank optional fields mean "automatic" (None).
+Checking the values is the screen's job, with the same function the CLI uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.suggester import SuggestFromList
+from textual.widget import Widget
+from textual.widgets import Input, Label, Select
+
+from medtui.config import PARADIGMS, TUNE_MODES, RunConfig
+from medtui.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Field:
+    """One form row: the config field it edits, how its text is parsed, and the help shown on focus."""
+
+    key: str
+    label: str
+    kind: str  # text | opttext | int | optint | optfloat | choice
+    hint: str
+    placeholder: str = ""
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("name", "name", "opttext", "Run name; blank = automatic (paradigm, buffer, sequence).", "auto"),
+    Field("paradigm", "paradigm", "choice", "specialized: a model per task · joint: all at once · continual: in order."),
+    Field("buffer_size", "buffer", "int", "Replay buffer in samples, continual only (0 = plain fine-tuning)."),
+    Field("model", "model", "text", "open_clip architecture, hf-hub:ORG/REPO or local-dir:PATH (→ completes).", "medtui-tiny"),
+    Field("pretrained", "weights", "opttext", "Pretrained tag (openai…), a checkpoint path, or blank = random.", "none"),
+    Field("tune", "tune", "choice", "full: both towers · vision: image tower · head: linear heads only."),
+    Field("epochs", "epochs", "int", "Epochs per stage."),
+    Field("batch_size", "batch size", "int", "Training batch size."),
+    Field("lr", "learn rate", "optfloat", "Learning rate; blank = auto (1e-3 from scratch, 1e-5 pretrained).", "auto"),
+    Field("seed", "seed", "int", "Random seed (subsampling, initialisation, shuffling)."),
+    Field("device", "device", "text", "auto, cpu, cuda or cuda:i (→ completes).", "auto"),
+    Field("max_train", "max train", "optint", "Cap each task's train split (class-stratified); blank = all.", "all"),
+    Field("max_test", "max test", "optint", "Cap each task's test split (class-stratified); blank = all.", "all"),
+)
+FIELD_BY_KEY: dict[str, Field] = {f.key: f for f in FIELDS}
+CHOICES: dict[str, tuple[str, ...]] = {"paradigm": PARADIGMS, "tune": TUNE_MODES}
+#: Completions offered while typing (open_clip's tag list needs torch to import, so a few common ones).
+PRETRAINED_TAGS: tuple[str, ...] = ("none", "openai", "laion2b_s34b_b79k", "laion400m_e32", "datacomp_xl_s13b_b90k")
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "cuda:0", "cuda:1", "mps")
+
+
+def parse_field(field: Field, raw: str) -> object:
+    """The config value of a field's text; ConfigError naming the field when it is not a number."""
+    text = raw.strip()
+    if field.kind == "text":
+        return text
+    if not text:
+        if field.kind.startswith("opt"):
+            return None
+        raise ConfigError(f"{field.label} is empty")
+    if field.kind in ("int", "optint", "optfloat"):
+        number = float if field.kind == "optfloat" else int
+        try:
+            return number(text)
+        except ValueError:
+            raise ConfigError(f"{field.label}: {text!r} is not a {'whole ' if number is int else ''}number") from None
+    return text
+
+
+def field_text(value: object) -> str:
+    """What a field shows for a config value (blank for None; floats round-trip exactly)."""
+    if value is None:
+        return ""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def known_choices(config: RunConfig) -> RunConfig:
+    """``config`` with unknown choice values reset to the defaults (a Select cannot show another value)."""
+    from dataclasses import replace
+
+    fixed = {k: getattr(RunConfig, k) for k, choices in CHOICES.items() if getattr(config, k) not in choices}
+    return replace(config, **fixed) if fixed else config
+
+
+class SettingsForm(VerticalScroll):
+    """A label and a compact Input or Select per :data:`FIELDS` entry; widget ids are ``f-<field>``."""
+
+    def __init__(self, config: RunConfig, *, id: str | None = None) -> None:
+        super().__init__(id=id, can_focus=False)  # the fields take focus, not the scroll box
+        self.initial = known_choices(config)
+
+    def _widget(self, field: Field) -> Widget:
+        from medtui.models.catalog import HUB_MODELS, architectures, tiny_models
+
+        wid, value = f"f-{field.key}", getattr(self.initial, field.key)
+        if field.kind == "choice":
+            return Select([(c, c) for c in CHOICES[field.key]], value=value, allow_blank=False, compact=True, id=wid)
+        suggest = {
+            "model": (*tiny_models(), *HUB_MODELS, *architectures()),
+            "pretrained": PRETRAINED_TAGS,
+            "device": DEVICES,
+        }.get(field.key)
+        kind = {"int": "integer", "optint": "integer", "optfloat": "number"}.get(field.kind, "text")
+        return Input(
+            field_text(value), placeholder=field.placeholder, type=kind, compact=True, id=wid,
+            suggester=SuggestFromList(suggest, case_sensitive=False) if suggest else None,
+        )
+
+    def compose(self) -> ComposeResult:
+        """One row per field."""
+        for field in FIELDS:
+            with Horizontal(classes="field", id=f"row-{field.key}"):
+                yield Label(field.label, classes="field-label")
+                yield self._widget(field)
+
+    def values(self) -> dict[str, object]:
+        """Every field's config value; ConfigError for text that is not a number."""
+        out: dict[str, object] = {}
+        for field in FIELDS:
+            if field.kind == "choice":
+                out[field.key] = self.query_one(f"#f-{field.key}", Select).value
+            else:
+                out[field.key] = parse_field(field, self.query_one(f"#f-{field.key}", Input).value)
+        return out
+
+    def show(self, config: RunConfig) -> None:
+        """Put ``config``'s values in the fields."""
+        config = known_choices(config)
+        for field in FIELDS:
+            value = getattr(config, field.key)
+            if field.kind == "choice":
+                self.query_one(f"#f-{field.key}", Select).value = value
+            else:
+                self.query_one(f"#f-{field.key}", Input).value = field_text(value)
+
+    @staticmethod
+    def hint(widget_id: str | None) -> str | None:
+        """The help line of the field whose widget is ``widget_id`` (None for other widgets)."""
+        field = FIELD_BY_KEY.get((widget_id or "").removeprefix("f-"))
+        return field.hint if field is not None and (widget_id or "").startswith("f-") else None
