@@ -43,6 +43,8 @@ class RunConfig:
     checkpoint path, or None for random weights; ``model`` may be an ``hf-hub:`` id.
     ``lr`` None means "choose for me" (see :func:`resolve`). ``max_train``/``max_test``
     cap each task's split with a class-stratified, seeded subsample.
+    ``recalibrate_bn`` re-estimates batch-norm statistics on the stage's data after each
+    stage (models with batch norm only; see :func:`medtui.engine.train.recalibrate_norm_stats`).
     ``user_tasks`` holds task declarations (the ``[[task]]`` tables of a TOML file)
     so that a stored config is self-contained.
     """
@@ -68,6 +70,7 @@ class RunConfig:
     max_test: int | None = None
     eval_batch_size: int = 256
     keep_checkpoints: int = 1
+    recalibrate_bn: bool = True
     user_tasks: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,6 +113,10 @@ def _coerce(key: str, value: Any) -> Any:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, Mapping) for v in value):
             raise ConfigError("'task' must be an array of tables ([[task]])")
         return tuple(dict(v) for v in value)
+    if key == "recalibrate_bn":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key!r} must be true or false, got {value!r}")
+        return value
     if key in ("buffer_size", "epochs", "batch_size", "seed", "eval_batch_size", "keep_checkpoints"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key!r} must be an integer, got {value!r}")

@@ -21,7 +21,7 @@ from medtui.config import RunConfig
 from medtui.data.registry import TaskRegistry
 from medtui.engine.evaluate import evaluate_row
 from medtui.engine.tensors import TaskTensors, to_task_tensors
-from medtui.engine.train import train_stage
+from medtui.engine.train import recalibrate_norm_stats, train_stage
 from medtui.errors import ConfigError, RunCancelled
 from medtui.events import Event, LogLine, RunFinished, RunStarted, StageFinished
 from medtui.models.classifier import ClipClassifier
@@ -184,6 +184,9 @@ def _run(
             batch_size=config.batch_size,
         )
         train_stage(model, paradigm, ctx, by_name, config, device, should_stop)
+        if config.recalibrate_bn:
+            recalibrate_norm_stats(model, paradigm, ctx, by_name, config, device)
+        paradigm.after_stage(ctx)
         for ev in evaluate_row(model, tensors, stage.index, stage.label, device, config.eval_batch_size, config.amp):
             emit(ev)
         ckpt = None

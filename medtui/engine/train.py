@@ -142,4 +142,52 @@ def train_stage(
                 since_log, seen, t_log = 0, 0, now
             if should_stop():
                 raise RunCancelled(f"cancelled during stage {stage.index}, step {step}/{total}")
-    paradigm.after_stage(ctx)
+
+
+@torch.no_grad()
+def recalibrate_norm_stats(
+    model: ClipClassifier,
+    paradigm: Paradigm,
+    ctx: StageContext,
+    tasks: dict[str, TaskTensors],
+    config: RunConfig,
+    device: torch.device,
+) -> int:
+    """Re-estimate batch-norm running statistics over one pass of the stage's data (with its replay samples).
+
+    After a few dozen optimizer steps the running averages (momentum 0.1) lag the weights
+    they normalise, and evaluation in eval mode suffers; a forward pass in train mode with
+    cumulative averaging (``momentum=None``, as in SWA's ``update_bn``) fixes that. Layers
+    of a frozen tower are left alone. Returns the number of layers updated.
+    """
+    if model.tune == "head":
+        return 0
+    norms = [m for m in model.clip.visual.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return 0
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    names = list(ctx.stage.tasks)
+    task_ids = np.concatenate([np.full(len(tasks[t].train), i, dtype=np.int64) for i, t in enumerate(names)])
+    sample_ids = np.concatenate([np.arange(len(tasks[t].train), dtype=np.int64) for t in names])
+    was_training = model.training
+    model.train()
+    # a separate stream: the pass must not shift the training stream of a resumed run
+    rng = np.random.default_rng([config.seed, ctx.stage.index, 1])
+    replay_ctx = StageContext(ctx.stage, ctx.train_labels, ctx.n_classes, rng, ctx.emit, ctx.batch_size)
+    try:
+        with autocast(device, config.amp):
+            for pos in epoch_batches(len(task_ids), config.batch_size, rng):
+                batch = paradigm.batch(replay_ctx, Batch(names, task_ids[pos], sample_ids[pos]))
+                xs = []
+                for t in np.unique(batch.task_ids):
+                    x, _ = tasks[batch.task_names[int(t)]].train.gather(batch.indices[batch.task_ids == t], device)
+                    xs.append(model.prepare(x))
+                model.encode_images(torch.cat(xs))
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        model.train(was_training)
+    return len(norms)
