@@ -78,8 +78,6 @@ async def settle(pilot: object, app: object, seconds: float = 0.6) -> None:
 
 async def capture(db: Path, out: Path) -> list[Path]:
     """Open the app on ``db`` and save one SVG per screen into ``out``."""
-    from textual.widgets import DataTable
-
     from medtui.tui.app import make_app
     from medtui.tui.screens.runs import RunsScreen
 
@@ -111,12 +109,12 @@ async def capture(db: Path, out: Path) -> list[Path]:
         await settle(pilot, app)
         runs = app.screen
         assert isinstance(runs, RunsScreen)
-        table = runs.query_one("#runs-table", DataTable)
-        while table.row_count < len(ids):
+        table = runs.query_one("#runs-table")
+        while len(table.order) < len(ids):
             await pilot.pause(0.1)
         # mark both runs, as one does before comparing
         await pilot.press("space", "space")
-        table.move_cursor(row=0)
+        table.cursor = 0
         await settle(pilot, app)
         save("runs")
 
@@ -164,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     # screenshots must not depend on the user's settings or MedMNIST cache
     for var in ("MEDTUI_DB", "MEDTUI_MAX_PARALLEL"):
         os.environ.pop(var, None)
+    # a relative data folder: the stored configs (shown on the compare screen) carry no machine path
+    os.environ["MEDTUI_DATA_DIR"] = "data"
     with tempfile.TemporaryDirectory(prefix="medtui-shots-") as tmp:
         db = args.db
         if db is None:
