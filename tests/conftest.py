@@ -36,3 +36,19 @@ def shared_medmnist() -> Path:
 
 
 os.environ.setdefault("NO_COLOR", "1")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Textual runs on asyncio (for tests marked ``anyio``)."""
+    return "asyncio"
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    """A store with three finished demo runs (1, 2: continual; 3: joint)."""
+    from medtui.store.demo import seed_demo_runs
+
+    db = tmp_path / "s.db"
+    assert seed_demo_runs(db, 3, now=1_790_000_000) == [1, 2, 3]
+    return db

@@ -12,7 +12,6 @@ from textual.widgets import DataTable, Static
 
 from medtui.format import fmt_pct
 from medtui.store.compare import EXPORTERS, compare, metric_cell
-from medtui.store.demo import seed_demo_runs
 from medtui.store.store import Store
 from medtui.tui.app import MedtuiApp, make_app
 from medtui.tui.screens.compare import CompareScreen
@@ -23,18 +22,8 @@ SIZE = (80, 24)
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    """Textual runs on asyncio."""
-    return "asyncio"
 
 
-@pytest.fixture
-def store_path(tmp_path: Path) -> Path:
-    """A store with three finished demo runs (1, 2: continual; 3: joint)."""
-    db = tmp_path / "s.db"
-    assert seed_demo_runs(db, 3, now=1_790_000_000) == [1, 2, 3]
-    return db
 
 
 def new_app(db: Path) -> MedtuiApp:

@@ -24,10 +24,6 @@ SHARED_MEDMNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SYNTHETIC = ("synth-cxr-a", "synth-cxr-b", "synth-derm", "synth-histo", "synth-blood")
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    """The async tests run on asyncio (Textual's loop)."""
-    return "asyncio"
 
 
 @pytest.fixture

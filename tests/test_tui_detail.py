@@ -15,7 +15,6 @@ from medtui.config import RunConfig, resolve
 from medtui.events import LogLine, RunStarted, StageStarted, StepLogged, TaskEvaluated
 from medtui.format import fmt_metric, fmt_pct
 from medtui.metrics import METRIC_NAMES
-from medtui.store.demo import seed_demo_runs
 from medtui.store.sink import StoreSink
 from medtui.store.store import Store
 from medtui.tui.app import MedtuiApp, make_app
@@ -29,18 +28,8 @@ SIZE = (80, 24)
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    """Textual runs on asyncio."""
-    return "asyncio"
 
 
-@pytest.fixture
-def store_path(tmp_path: Path) -> Path:
-    """A store with three finished demo runs (1, 2: continual; 3: joint)."""
-    db = tmp_path / "s.db"
-    assert seed_demo_runs(db, 3, now=1_790_000_000) == [1, 2, 3]
-    return db
 
 
 def new_app(db: Path, refresh_s: float = 0.2) -> MedtuiApp:

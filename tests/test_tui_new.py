@@ -39,10 +39,6 @@ SLOW_POLL = 2.0
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    """Textual runs on asyncio."""
-    return "asyncio"
 
 
 def form(app: MedtuiApp) -> NewExperimentScreen:

@@ -55,20 +55,35 @@ def cosine_lr(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def forward_groups(
+def stage_samples(names: list[str], tasks: dict[str, TaskTensors]) -> tuple[np.ndarray, np.ndarray]:
+    """Every training sample of a stage's tasks as (task id, index in that task's train split)."""
+    sizes = [len(tasks[t].train) for t in names]
+    task_ids = np.concatenate([np.full(n, i, dtype=np.int64) for i, n in enumerate(sizes)])
+    sample_ids = np.concatenate([np.arange(n, dtype=np.int64) for n in sizes])
+    return task_ids, sample_ids
+
+
+def gather_batch(
     model: ClipClassifier, tasks: dict[str, TaskTensors], batch: Batch, device: torch.device
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(logits, labels) per task in ``batch``, with one image-tower pass over the whole batch."""
-    xs, ys, names = [], [], []
+) -> tuple[torch.Tensor, list[tuple[str, torch.Tensor]]]:
+    """A batch's prepared images (grouped by task) and the (task, labels) of each group, in that order."""
+    xs, groups = [], []
     for t in np.unique(batch.task_ids):
         name = batch.task_names[int(t)]
         x, y = tasks[name].train.gather(batch.indices[batch.task_ids == t], device)
         xs.append(model.prepare(x))
-        ys.append(y)
-        names.append(name)
-    feats = model.encode_images(torch.cat(xs) if len(xs) > 1 else xs[0])
+        groups.append((name, y))
+    return (torch.cat(xs) if len(xs) > 1 else xs[0]), groups
+
+
+def forward_groups(
+    model: ClipClassifier, tasks: dict[str, TaskTensors], batch: Batch, device: torch.device
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(logits, labels) per task in ``batch``, with one image-tower pass over the whole batch."""
+    x, groups = gather_batch(model, tasks, batch, device)
+    feats = model.encode_images(x)
     out, start = [], 0
-    for name, y in zip(names, ys):
+    for name, y in groups:
         out.append((model.logits(feats[start : start + len(y)], name), y))
         start += len(y)
     return out
@@ -86,9 +101,7 @@ def train_stage(
     """Train ``model`` for one stage (``config.epochs`` epochs over the stage's tasks)."""
     stage = ctx.stage
     names = list(stage.tasks)
-    sizes = [len(tasks[t].train) for t in names]
-    task_ids = np.concatenate([np.full(n, i, dtype=np.int64) for i, n in enumerate(sizes)])
-    sample_ids = np.concatenate([np.arange(n, dtype=np.int64) for n in sizes])
+    task_ids, sample_ids = stage_samples(names, tasks)
     steps_per_epoch = len(epoch_batches(len(task_ids), config.batch_size, np.random.default_rng(0)))
     total = steps_per_epoch * config.epochs
     ctx.emit(StageStarted(stage.index, stage.label, names, total, int(len(task_ids))))
@@ -170,8 +183,7 @@ def recalibrate_norm_stats(
         m.reset_running_stats()
         m.momentum = None
     names = list(ctx.stage.tasks)
-    task_ids = np.concatenate([np.full(len(tasks[t].train), i, dtype=np.int64) for i, t in enumerate(names)])
-    sample_ids = np.concatenate([np.arange(len(tasks[t].train), dtype=np.int64) for t in names])
+    task_ids, sample_ids = stage_samples(names, tasks)
     was_training = model.training
     model.train()
     # a separate stream: the pass must not shift the training stream of a resumed run
@@ -181,11 +193,7 @@ def recalibrate_norm_stats(
         with autocast(device, config.amp):
             for pos in epoch_batches(len(task_ids), config.batch_size, rng):
                 batch = paradigm.batch(replay_ctx, Batch(names, task_ids[pos], sample_ids[pos]))
-                xs = []
-                for t in np.unique(batch.task_ids):
-                    x, _ = tasks[batch.task_names[int(t)]].train.gather(batch.indices[batch.task_ids == t], device)
-                    xs.append(model.prepare(x))
-                model.encode_images(torch.cat(xs))
+                model.encode_images(gather_batch(model, tasks, batch, device)[0])
     finally:
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
