@@ -83,3 +83,27 @@ def test_keys_help(seeded: Path, snap_compare) -> None:  # noqa: ANN001
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=before)
+
+
+def test_new_experiment(seeded: Path, snap_compare) -> None:  # noqa: ANN001
+    app = make_app(seeded, refresh_s=3600)
+
+    async def before(pilot) -> None:  # noqa: ANN001
+        await until(lambda: runs_loaded(app))
+        await pilot.press("n")
+        await until(lambda: type(app.screen).__name__ == "NewExperimentScreen" and app.screen.resolved is not None)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=before)
+
+
+def test_datasets(seeded: Path, snap_compare) -> None:  # noqa: ANN001
+    app = make_app(seeded, refresh_s=3600)
+
+    async def before(pilot) -> None:  # noqa: ANN001
+        await until(lambda: runs_loaded(app))
+        await pilot.press("d")
+        await until(lambda: type(app.screen).__name__ == "DatasetsScreen" and bool(app.screen.entries))
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=before)
