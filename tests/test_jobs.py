@@ -113,3 +113,18 @@ def test_dead_pid_and_stale_heartbeat_are_failed(db: Path) -> None:
     with Store(db) as s:
         assert "died" in s.get_run(a)["error"]
         assert "heartbeat" in s.get_run(b)["error"] or "never started" in s.get_run(b)["error"]
+
+
+def test_logs_and_queue_commands_on_a_detached_run(db: Path) -> None:
+    args = ["--tasks", "synth-cxr-a", "--epochs", "1", "--max-train", "64", "--max-test", "32", "--device", "cpu", "--db", str(db)]
+    out = subprocess.run([*CLI, "run", "--detach", *args], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rid = int(out.stdout.strip())
+    q = json.loads(subprocess.run([*CLI, "queue", "--json", "--db", str(db)], capture_output=True, text=True, timeout=60).stdout)
+    assert q["max_parallel"] == 1
+    # -f follows the log until the run ends, then returns
+    follow = subprocess.run([*CLI, "logs", str(rid), "-f", "--db", str(db)], capture_output=True, text=True, timeout=180)
+    assert follow.returncode == 0
+    assert "eval [zero-shot] synth-cxr-a" in follow.stdout and "run finished" in follow.stdout
+    tail = subprocess.run([*CLI, "logs", str(rid), "-n", "1", "--db", str(db)], capture_output=True, text=True, timeout=60)
+    assert tail.stdout.strip().endswith("run finished") and len(tail.stdout.strip().splitlines()) == 1

@@ -74,6 +74,7 @@ def logs(
     db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """Print a run's log file (``-f`` follows it while the run is active)."""
+    from medtui.jobs.paths import log_path
     from medtui.jobs.queue import reconcile
 
     if lines < 0:
@@ -81,33 +82,29 @@ def logs(
     with open_store(db) as store:
         run_id = store.resolve_ref(run_ref)
         run = store.get_run(run_id)
-    path = Path(run["log_path"]) if run["log_path"] else None
-    if path is None or not path.is_file():
-        if run["status"] == "queued" and follow:
-            path = None
-        else:
-            raise UsageError(f"run {run_id} has no log file yet (status {run['status']})")
+    path = Path(run["log_path"]) if run["log_path"] else log_path(db_path(db), run_id)
+    active = ("running", "queued")
+    if not path.is_file() and not (follow and run["status"] in active):
+        raise UsageError(f"run {run_id} has no log file yet (status {run['status']})")
     pos = 0
-    if path is not None:
+    if path.is_file():
         text = path.read_text(encoding="utf-8", errors="replace")
         if lines:
             text = "".join(text.splitlines(keepends=True)[-lines:])
         typer.echo(text, nl=False)
         pos = path.stat().st_size
-    while follow:
+    status = run["status"]
+    while follow and status in active:
         time.sleep(0.5)
         with open_store(db) as store:
             reconcile(store)
-            run = store.get_run(run_id)
-        if path is None and run["log_path"]:
-            path = Path(run["log_path"])
-        if path is not None and path.is_file() and path.stat().st_size > pos:
+            status = store.get_run(run_id)["status"]
+        # read after the status: the worker writes a line before the status it reports
+        if path.is_file() and path.stat().st_size > pos:
             with open(path, encoding="utf-8", errors="replace") as f:
                 f.seek(pos)
                 typer.echo(f.read(), nl=False)
                 pos = f.tell()
-        if run["status"] not in ("running", "queued"):
-            break
 
 
 @app.command()

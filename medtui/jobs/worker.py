@@ -133,7 +133,8 @@ def execute(
     heart.start()
     code = 0
     with open(log_file, "a", encoding="utf-8", buffering=1) as fh:
-        sinks: list[Callable[[Event], None]] = [StoreSink(store, run_id), LineSink(fh)]
+        # the log line first: whoever sees the new status in the store finds the line already written
+        sinks: list[Callable[[Event], None]] = [LineSink(fh), StoreSink(store, run_id)]
         if log_stream is not None:
             sinks.append(LineSink(log_stream))
         if extra_sink is not None:
