@@ -304,7 +304,7 @@ class RunDetailScreen(Screen):
         for n in names:
             now = fmt_metric(n, metrics.get(n))
             if self._metric_shown.get(n) != now:
-                table.update_cell(n, "value", _metric_text(n, metrics.get(n)))
+                table.update_cell(n, "value", _metric_text(n, metrics.get(n)), update_width=True)
                 self._metric_shown[n] = now
 
     def _show_training(self, d: dict[str, Any]) -> None:

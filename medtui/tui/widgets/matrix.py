@@ -96,7 +96,7 @@ class MatrixTable(DataTable):
         for i, r in enumerate(matrix):
             for j, v in enumerate(r):
                 if self._values.get((i, j)) != v:
-                    self.update_cell(f"r{i}", f"c{j}", cell(v))
+                    self.update_cell(f"r{i}", f"c{j}", cell(v), update_width=True)
                     self._values[(i, j)] = v
                     changed += 1
         return changed
