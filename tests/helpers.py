@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from medtui.config import RunConfig, resolve
+
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Callable
+
+    from textual.pilot import Pilot
+
+    from medtui.tui.app import MedtuiApp
 
 
 def fast_config(**overrides: object) -> RunConfig:
@@ -19,3 +28,22 @@ def fast_config(**overrides: object) -> RunConfig:
         keep_checkpoints=1,
     )
     return resolve(replace(base, **overrides))
+
+
+def new_app(db: "Path", refresh_s: float = 0.2) -> "MedtuiApp":
+    """The app as the CLI makes it, without animations (tab underlines would slow every key press)."""
+    from medtui.tui.app import make_app
+
+    app = make_app(db, refresh_s=refresh_s)
+    app.animation_level = "none"
+    return app
+
+
+async def until(pilot: "Pilot", cond: "Callable[[], object]", timeout: float = 5.0, what: str = "condition") -> None:
+    """Let the app run in small steps until ``cond()`` holds (fail after ``timeout`` seconds)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await pilot.pause(0.05)

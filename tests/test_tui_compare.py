@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from textual.pilot import Pilot
@@ -13,7 +11,7 @@ from textual.widgets import DataTable, Static
 from medtui.format import fmt_pct
 from medtui.store.compare import EXPORTERS, compare, metric_cell
 from medtui.store.store import Store
-from medtui.tui.app import MedtuiApp, make_app
+from helpers import new_app, until
 from medtui.tui.screens.compare import CompareScreen
 from medtui.tui.screens.runs import RunsScreen
 from medtui.tui.widgets.matrix import MatrixTable
@@ -26,19 +24,8 @@ pytestmark = pytest.mark.anyio
 
 
 
-def new_app(db: Path) -> MedtuiApp:
-    """The app as the CLI makes it, without animations."""
-    app = make_app(db, refresh_s=0.2)
-    app.animation_level = "none"
-    return app
 
 
-async def until(pilot: Pilot, cond: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> None:
-    """Let the app run in small steps until ``cond()`` holds (fail after ``timeout`` seconds)."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await pilot.pause(0.05)
 
 
 async def open_compare(pilot: Pilot, ids: list[int]) -> CompareScreen:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from textual.pilot import Pilot
@@ -17,7 +16,7 @@ from medtui.format import fmt_metric, fmt_pct
 from medtui.metrics import METRIC_NAMES
 from medtui.store.sink import StoreSink
 from medtui.store.store import Store
-from medtui.tui.app import MedtuiApp, make_app
+from helpers import new_app, until
 from medtui.tui.screens import detail as detail_mod
 from medtui.tui.screens.detail import RunDetailScreen
 from medtui.tui.screens.runs import RunsScreen
@@ -32,19 +31,8 @@ pytestmark = pytest.mark.anyio
 
 
 
-def new_app(db: Path, refresh_s: float = 0.2) -> MedtuiApp:
-    """The app as the CLI makes it, without animations (tab underlines would slow every key press)."""
-    app = make_app(db, refresh_s=refresh_s)
-    app.animation_level = "none"
-    return app
 
 
-async def until(pilot: Pilot, cond: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> None:
-    """Let the app run in small steps until ``cond()`` holds (fail after ``timeout`` seconds)."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await pilot.pause(0.05)
 
 
 async def open_detail(pilot: Pilot, run_id: int) -> RunDetailScreen:
