@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -56,8 +56,24 @@ class RichProgress:
             p.update(self.stages, completed=event.stage)
         elif isinstance(event, LogLine):
             p.console.print(f"[dim]{event.message}[/]", highlight=False)
-        elif isinstance(event, RunFinished) and event.status != "finished":
-            p.console.print(f"[bold red]run {event.status}[/]: {event.error}", highlight=False)
+
+
+class AfterStart:
+    """Forwards events to ``sink`` once the run has started (tasks loaded, model built), never the final status.
+
+    A run that stops on bad input before it starts then prints nothing but the CLI's one-line error.
+    """
+
+    def __init__(self, sink: Callable[[Event], None]) -> None:
+        self.sink = sink
+        self.started = False
+
+    def __call__(self, event: Event) -> None:
+        """Forward the event if the run has started."""
+        if isinstance(event, RunStarted):
+            self.started = True
+        if self.started and not isinstance(event, RunFinished):
+            self.sink(event)
 
 
 def matrix_table(detail: dict[str, Any], title: str | None = None) -> Table:

@@ -17,14 +17,19 @@ from medtui.errors import UsageError
 from medtui.store.store import Store
 
 
-def build_config(config_file: Optional[Path], overrides: dict[str, Any]) -> RunConfig:
+def build_config(config_file: Optional[Path], overrides: dict[str, Any], tasks_file: Optional[Path] = None) -> RunConfig:
     """The run's config: the TOML file (or the built-in default), flags on top, resolved and checked.
 
-    Task names and the model name are checked here, before anything is stored.
+    ``tasks_file`` adds the ``[[task]]`` declarations of another TOML file. Task names and the
+    model name are checked here, before anything is stored.
     """
     from medtui.validate import check_config
 
     base = load_toml(config_file) if config_file else RunConfig()
+    if tasks_file is not None:
+        declared = load_toml(tasks_file).user_tasks
+        names = {t.get("name") for t in declared}
+        base = replace(base, user_tasks=tuple(t for t in base.user_tasks if t.get("name") not in names) + declared)
     given = {k: v for k, v in overrides.items() if v is not None}
     for key in ("tasks", "heldout"):
         if key in given:
@@ -35,6 +40,7 @@ def build_config(config_file: Optional[Path], overrides: dict[str, Any]) -> RunC
 @app.command()
 def run(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Experiment TOML file (flags override it)."),
+    tasks_file: Optional[Path] = typer.Option(None, "--tasks-file", help="A TOML file of [[task]] declarations (your own datasets)."),
     tasks: Optional[str] = typer.Option(None, "--tasks", help="Training sequence, comma-separated task names."),
     heldout: Optional[str] = typer.Option(None, "--heldout", help="Held-out tasks (evaluated, never trained), comma-separated."),
     paradigm: Optional[str] = typer.Option(None, "--paradigm", help="specialized | joint | continual"),
@@ -71,6 +77,7 @@ def run(
             tune=tune, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, name=name,
             max_train=max_train, max_test=max_test, data_dir=data_dir,
         ),
+        tasks_file,
     )
     path = db_path(db)
     with Store(path) as store:
@@ -94,9 +101,13 @@ def run(
 
 
 def _foreground(path: Path, run_id: int, json_out: bool = False) -> int:
-    """Run ``run_id`` in this process with live progress on stderr; print the matrix at the end."""
-    from medtui.cli.progress import RichProgress, is_terminal, matrix_table, metrics_table, stderr_console
-    from medtui.jobs.worker import execute
+    """Run ``run_id`` in this process with live progress on stderr; print the matrix at the end.
+
+    Bad input found once the run has started (a missing or malformed data file, weights that
+    cannot be loaded) ends with one error line and exit code 2, like any other input error.
+    """
+    from medtui.cli.progress import AfterStart, RichProgress, is_terminal, matrix_table, metrics_table, stderr_console
+    from medtui.jobs.worker import LineSink, execute
 
     if not json_out:
         typer.echo(run_id)
@@ -105,18 +116,21 @@ def _foreground(path: Path, run_id: int, json_out: bool = False) -> int:
     if is_terminal():
         bar = RichProgress(console)
         with bar:
-            code = execute(path, run_id, extra_sink=bar)
+            code = execute(path, run_id, extra_sink=AfterStart(bar))
     else:
-        code = execute(path, run_id, log_stream=sys.stderr)
+        code = execute(path, run_id, extra_sink=AfterStart(LineSink(sys.stderr)))
     with Store(path) as store:
         detail = store.detail(run_id)
+    if code == 2:
+        typer.echo(f"medtui: error: {detail['error']}", err=True)
+        return 2
     if json_out:
         print_json(detail)
     else:
         console.print(matrix_table(detail, title=f"run {run_id} · {detail['name']} · {detail['status']}"))
         console.print(metrics_table(detail["metrics"]))
-    if detail["status"] == "failed" and detail["error"]:
-        console.print(f"medtui: run {run_id} failed: {detail['error']}", markup=False)
+    if detail["status"] != "finished":
+        typer.echo(f"medtui: run {run_id} {detail['status']}: {detail['error']}", err=True)
     return code
 
 

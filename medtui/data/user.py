@@ -50,12 +50,18 @@ def _str_list(value: Any) -> bool:
 def _npz_geometry(path: Path, where: str) -> tuple[int, int]:
     """(image_size, channels) of an npz's ``train_images``, read from the .npy header only."""
     try:
-        with zipfile.ZipFile(path) as zf, zf.open("train_images.npy") as fh:
-            version = np.lib.format.read_magic(fh)
-            # Only the header is read: no pixels are decompressed at parse time.
-            npy = np.lib.format
-            read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
-            shape, _, dtype = read_header(fh)
+        with zipfile.ZipFile(path) as zf:
+            names = {n.removesuffix(".npy") for n in zf.namelist()}
+            # the key check needs only the archive's listing: report every missing key before any run starts
+            missing = [k for k in ("train_images", "train_labels", "test_images", "test_labels") if k not in names]
+            if missing:
+                raise DataError(f"{where}: {path} lacks key(s) {', '.join(missing)} (has: {', '.join(sorted(names))})")
+            with zf.open("train_images.npy") as fh:
+                version = np.lib.format.read_magic(fh)
+                # Only the header is read: no pixels are decompressed at parse time.
+                npy = np.lib.format
+                read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+                shape, _, dtype = read_header(fh)
     except KeyError:
         raise DataError(f"{where}: {path} lacks key train_images") from None
     except (zipfile.BadZipFile, ValueError, OSError) as exc:

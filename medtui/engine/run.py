@@ -22,7 +22,7 @@ from medtui.data.registry import TaskRegistry
 from medtui.engine.evaluate import evaluate_row
 from medtui.engine.tensors import TaskTensors, to_task_tensors
 from medtui.engine.train import recalibrate_norm_stats, train_stage
-from medtui.errors import ConfigError, RunCancelled
+from medtui.errors import ConfigError, MedtuiError, RunCancelled
 from medtui.events import Event, LogLine, RunFinished, RunStarted, StageFinished
 from medtui.models.classifier import ClipClassifier
 from medtui.models.clip import load_clip
@@ -108,6 +108,9 @@ def run_experiment(
         _run(config, emit, checkpoint_dir, resume, should_stop)
     except RunCancelled as e:
         emit(RunFinished("cancelled", str(e)))
+        raise
+    except MedtuiError as e:  # bad input found once the run started: its message is already for people
+        emit(RunFinished("failed", str(e)))
         raise
     except BaseException as e:
         emit(RunFinished("failed", f"{type(e).__name__}: {e}".strip()))
