@@ -66,18 +66,31 @@ def runs(
     if json_out:
         print_json([_list_row(r) for r in rows])
         return
-    t = Table(show_edge=False, pad_edge=False)
-    for col in ("id", "name", "paradigm", "buf", "model", "status", "last", "bwt", "forget", "started", "took"):
-        t.add_column(col, justify="right" if col in ("id", "buf", "last", "bwt", "forget") else "left")
+    out = _out()
+    if not rows:
+        out.print("no runs yet: `medtui run --headless` starts the default one")
+        return
+    wide = out.width >= 120
+    t = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold")
+    cols = ["id", "name", "status", "paradigm", "buf", "last", "bwt", "forget", "took"]
+    if wide:
+        cols[4:4] = ["model", "tasks"]
+        cols.insert(-1, "started")
+    numeric = {"id", "buf", "last", "bwt", "forget", "took"}
+    for col in cols:
+        t.add_column(col, justify="right" if col in numeric else "left", no_wrap=True,
+                     max_width=24 if col in ("name", "tasks") else None, overflow="ellipsis")
     for r in rows:
         m = r.get("metrics") or {}
-        last = m.get("last", m.get("in_domain"))
-        t.add_row(
-            str(r["id"]), r["name"] or "", r["paradigm"], str(r["buffer_size"] or ""), r["model"], progress_text(r),
-            fmt_metric("last", last), fmt_metric("bwt", m.get("bwt")), fmt_metric("forgetting", m.get("forgetting")),
-            fmt_time(r["started_at"]), fmt_duration(run_duration(r)),
-        )
-    _out().print(t if rows else "no runs yet: `medtui run --headless` starts the default one")
+        values = {
+            "id": str(r["id"]), "name": r["name"] or "", "status": progress_text(r), "paradigm": r["paradigm"],
+            "model": r["model"], "tasks": ",".join(t.removeprefix("synth-") for t in r["tasks"]),
+            "buf": str(r["buffer_size"] or ""), "last": fmt_metric("last", m.get("last", m.get("in_domain"))),
+            "bwt": fmt_metric("bwt", m.get("bwt")), "forget": fmt_metric("forgetting", m.get("forgetting")),
+            "started": fmt_time(r["started_at"]), "took": fmt_duration(run_duration(r)),
+        }
+        t.add_row(*(values[c] for c in cols))
+    out.print(t)
 
 
 @app.command()
@@ -177,16 +190,21 @@ def datasets(
     if json_out:
         print_json({"data_dir": str(reg.data_dir), "tasks": items})
         return
-    t = Table(show_edge=False, pad_edge=False, title=f"tasks (MedMNIST files looked up in {reg.data_dir})", title_justify="left")
+    out = _out()
+    typer.echo(f"MedMNIST files are looked up in {reg.data_dir}", err=True)
+    wide = out.width >= 120
+    t = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold")
     for col in ("domain", "task", "classes", "px", "train/val/test", "on disk"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=True, overflow="ellipsis", max_width=60 if col == "classes" else 24,
+                     justify="right" if col in ("px", "train/val/test") else "left")
     for it in sorted(items, key=lambda i: (i["domain"], i["name"])):
         sp = it["splits"]
+        classes = f"{len(it['classes'])}" + (": " + ", ".join(it["classes"]) if wide else "")
         t.add_row(
-            it["domain"], it["name"], f"{len(it['classes'])}: " + ", ".join(it["classes"])[:48], str(it["image_size"]),
+            it["domain"], it["name"], classes, str(it["image_size"]),
             "/".join(str(sp.get(k, "?")) for k in ("train", "val", "test")), "yes" if it["available"] else "no",
         )
-    _out().print(t)
+    out.print(t)
 
 
 @app.command()
