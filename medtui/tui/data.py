@@ -53,20 +53,12 @@ class StoreReader:
             ids = {int(r[0]) for r in s.db.execute("select id from runs")}
         return RunsSnapshot(changed=changed, ids=ids, watermark=now, full=since is None)
 
-    def detail(self, run_id: int) -> dict[str, Any]:
-        """Everything about one run (see :meth:`Store.detail`)."""
+    def run_update(
+        self, run_id: int, after_step: int = 0, after_event: int = 0, event_limit: int | None = None
+    ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+        """One run's detail (see :meth:`Store.detail`) and its steps and log lines after the given row ids, on one connection."""
         with self.store() as s:
-            return s.detail(run_id)
-
-    def steps(self, run_id: int, after_id: int = 0) -> list[dict[str, Any]]:
-        """Logged training steps after row ``after_id``."""
-        with self.store() as s:
-            return s.steps(run_id, after_id)
-
-    def events(self, run_id: int, after_id: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
-        """Log lines after row ``after_id``."""
-        with self.store() as s:
-            return s.events(run_id, after_id, limit)
+            return s.detail(run_id), s.steps(run_id, after_step), s.events(run_id, after_event, event_limit)
 
 
 class RunsLoaded(Message):

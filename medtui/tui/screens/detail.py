@@ -213,10 +213,7 @@ class RunDetailScreen(Screen):
     def read_run(self, after_step: int, after_event: int) -> None:
         """Read the run's detail and the steps and log lines after the given row ids (thread; widgets untouched)."""
         try:
-            reader = self.app.reader
-            detail = reader.detail(self.run_id)
-            steps = reader.steps(self.run_id, after_step)
-            events = reader.events(self.run_id, after_event, LOG_BATCH)
+            detail, steps, events = self.app.reader.run_update(self.run_id, after_step, after_event, LOG_BATCH)
         except StoreError as e:
             self.post_message(RunUnreadable(str(e), missing=True))
             return
