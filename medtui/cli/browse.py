@@ -214,11 +214,11 @@ def models(
 ) -> None:
     """List model architectures, their pretrained tags and which weights are cached."""
     from medtui.models import clip
-    from medtui.models.catalog import HUB_MODELS, tiny_models
+    from medtui.models.catalog import HUB_MODELS, architectures, tiny_models
 
     tiny = set(tiny_models())
     items = []
-    for arch in clip.list_architectures():
+    for arch in architectures():
         tags = clip.pretrained_tags(arch)
         if not tags and arch not in tiny and not all_models:
             continue

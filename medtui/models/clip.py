@@ -45,11 +45,6 @@ class LoadedClip:
     weights: str
 
 
-def list_architectures() -> list[str]:
-    """Every open_clip architecture name, medtui's tiny configs included."""
-    return list(_open_clip().list_models())
-
-
 def pretrained_tags(model: str) -> list[str]:
     """The open_clip pretrained tags known for architecture ``model``."""
     return list(_open_clip().list_pretrained_tags_by_model(model))
