@@ -93,29 +93,56 @@ class ClipClassifier(nn.Module):
         return F.normalize(self.clip.encode_image(x), dim=-1)
 
     # -- text -------------------------------------------------------------------------------
+    def _encode_class_texts(self, tasks: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Class embeddings of ``tasks`` from one text-tower pass over all their prompts stacked.
+
+        Per task: mean of normalised prompt embeddings per class, renormalised. Prompts are
+        padded to the same context length, so stacking tasks changes nothing but the number
+        of passes (one per step instead of one per task group).
+        """
+        tokens = self._tokens[tasks[0]] if len(tasks) == 1 else torch.cat([self._tokens[t] for t in tasks])
+        emb = F.normalize(self.clip.encode_text(tokens), dim=-1)
+        out, start = {}, 0
+        for t in tasks:
+            spec = self.specs[t]
+            n = spec.n_classes * len(spec.templates)
+            per_class = emb[start : start + n].view(spec.n_classes, len(spec.templates), -1).mean(dim=1)
+            out[t] = F.normalize(per_class, dim=-1)
+            start += n
+        return out
+
     def _encode_class_text(self, task: str) -> torch.Tensor:
-        """Class embeddings of ``task``: mean of normalised prompt embeddings per class, renormalised."""
-        spec = self.specs[task]
-        emb = F.normalize(self.clip.encode_text(self._tokens[task]), dim=-1)
-        emb = emb.view(spec.n_classes, len(spec.templates), -1).mean(dim=1)
-        return F.normalize(emb, dim=-1)
+        """Class embeddings of one task."""
+        return self._encode_class_texts([task])[task]
 
     def refresh_text_cache(self) -> None:
         """Recompute cached class embeddings (frozen text tower); call at the start of a stage."""
         self._text_cache.clear()
         if self.tune != "full":
             with torch.no_grad():
-                for name in self.specs:
-                    self._text_cache[name] = self._encode_class_text(name).detach()
+                self._text_cache.update({k: v.detach() for k, v in self._encode_class_texts(list(self.specs)).items()})
+
+    def class_embeddings_for(self, tasks: Sequence[str], cache: bool = True) -> dict[str, torch.Tensor]:
+        """Class embeddings of several tasks; those not cached come from a single text-tower pass.
+
+        Empty in ``head`` mode (the heads replace the text tower). ``cache=False`` reads the
+        cache but never writes it (evaluation under inference mode: its tensors must not be
+        kept for training steps).
+        """
+        if self.tune == "head":
+            return {}
+        missing = [t for t in dict.fromkeys(tasks) if t not in self._text_cache]
+        out = {t: self._text_cache[t] for t in tasks if t in self._text_cache}
+        if missing:
+            fresh = self._encode_class_texts(missing)
+            if cache and (self.tune != "full" or not torch.is_grad_enabled()):
+                self._text_cache.update({k: v.detach() for k, v in fresh.items()})
+            out.update(fresh)
+        return out
 
     def class_embeddings(self, task: str) -> torch.Tensor:
         """Class embeddings for ``task`` (cached when the text tower is frozen)."""
-        if task in self._text_cache:
-            return self._text_cache[task]
-        emb = self._encode_class_text(task)
-        if self.tune != "full" or not torch.is_grad_enabled():
-            self._text_cache[task] = emb.detach()
-        return emb
+        return self.class_embeddings_for([task])[task]
 
     def clear_eval_cache(self) -> None:
         """Forget class embeddings cached during an evaluation of a model whose text tower trains."""
@@ -123,9 +150,13 @@ class ClipClassifier(nn.Module):
             self._text_cache.clear()
 
     # -- logits -----------------------------------------------------------------------------
-    def logits(self, features: torch.Tensor, task: str) -> torch.Tensor:
-        """Scaled cosine logits of normalised image ``features`` over ``task``'s classes."""
+    def logits(self, features: torch.Tensor, task: str, class_emb: torch.Tensor | None = None) -> torch.Tensor:
+        """Scaled cosine logits of normalised image ``features`` over ``task``'s classes.
+
+        ``class_emb`` passes embeddings already computed for this step (see :meth:`class_embeddings_for`).
+        """
         scale = self.clip.logit_scale.exp()
         if self.tune == "head":
             return scale * self.heads[task](features)
-        return scale * features @ self.class_embeddings(task).t()
+        emb = class_emb if class_emb is not None else self.class_embeddings(task)
+        return scale * features @ emb.t()

@@ -1,0 +1,85 @@
+"""Evaluation: batched passes give the same scores as one sample at a time; stacked text passes match per-task ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from medtui.data.synthetic import SYNTHETIC_SPECS, generate
+from medtui.engine.evaluate import evaluate_row, predict_probs
+from medtui.engine.tensors import to_task_tensors
+from medtui.metrics.classification import macro_auc
+from medtui.models.classifier import ClipClassifier
+from medtui.models.clip import load_clip
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def tasks() -> list:
+    specs = [s for s in SYNTHETIC_SPECS if s.name in ("synth-cxr-a", "synth-blood")]
+    return [to_task_tensors(generate(s, n_train=8, n_val=2, n_test=37), CPU) for s in specs]
+
+
+def model_for(tasks: list, tune: str = "full") -> ClipClassifier:
+    torch.manual_seed(3)
+    return ClipClassifier(load_clip("medtui-tiny", None, CPU), [t.spec for t in tasks], tune)
+
+
+def reference_probs(model: ClipClassifier, task) -> np.ndarray:
+    """One image at a time, through the per-task text path."""
+    model.eval()
+    rows = []
+    with torch.no_grad():
+        emb = model._encode_class_text(task.spec.name)
+        for i in range(len(task.test)):
+            x = task.test.images[i : i + 1]
+            rows.append(torch.softmax(model.logits(model.encode_images(model.prepare(x)), task.spec.name, emb), -1))
+    return torch.cat(rows).numpy()
+
+
+def test_batched_probabilities_match_one_at_a_time(tasks: list) -> None:
+    model = model_for(tasks)
+    for t in tasks:
+        ref = reference_probs(model, t)
+        with torch.inference_mode():
+            got = predict_probs(model, t, CPU, batch_size=16).numpy()
+        assert got.shape == (37, t.spec.n_classes)
+        np.testing.assert_allclose(got, ref, atol=1e-5)
+
+
+def test_row_scores_do_not_depend_on_eval_batch_size(tasks: list) -> None:
+    model = model_for(tasks)
+    a = evaluate_row(model, tasks, 0, "zero-shot", CPU, batch_size=5)
+    b = evaluate_row(model, tasks, 0, "zero-shot", CPU, batch_size=1000)
+    assert [e.task for e in a] == [t.spec.name for t in tasks]
+    for x, y in zip(a, b):
+        assert x.accuracy == pytest.approx(y.accuracy) and x.n == 37
+        assert x.auc == pytest.approx(y.auc, abs=1e-6)
+    ref = reference_probs(model, tasks[1])
+    labels = tasks[1].test.labels_np
+    assert a[1].accuracy == pytest.approx(float((ref.argmax(1) == labels).mean()))
+    assert a[1].auc == pytest.approx(macro_auc(ref.astype(np.float64), labels), abs=1e-6)
+
+
+def test_stacked_text_pass_equals_one_pass_per_task(tasks: list) -> None:
+    model = model_for(tasks)
+    names = [t.spec.name for t in tasks]
+    with torch.no_grad():
+        together = model._encode_class_texts(names)
+        for n in names:
+            torch.testing.assert_close(together[n], model._encode_class_text(n), atol=1e-5, rtol=1e-5)
+    assert together[names[1]].shape == (3, together[names[1]].shape[1])
+
+
+def test_evaluation_leaves_no_inference_tensors_for_training(tasks: list) -> None:
+    for tune in ("full", "vision"):
+        model = model_for(tasks, tune)
+        evaluate_row(model, tasks, 0, "zero-shot", CPU, batch_size=64)
+        model.train()
+        # a training step right after an evaluation must be able to backpropagate
+        x = model.prepare(tasks[0].train.images[:4])
+        loss = model.logits(model.encode_images(x), tasks[0].spec.name).sum()
+        loss.backward()
+        assert any(p.grad is not None for p in model.trainable_parameters())
