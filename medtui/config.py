@@ -42,7 +42,8 @@ class RunConfig:
     sequential fine-tuning). ``pretrained`` is an open_clip tag (``openai``), a local
     checkpoint path, or None for random weights; ``model`` may be an ``hf-hub:`` id.
     ``lr`` None means "choose for me" (see :func:`resolve`). ``max_train``/``max_test``
-    cap each task's split with a class-stratified, seeded subsample.
+    cap each task's split with a class-stratified, seeded subsample. ``shots`` K > 0 keeps
+    K labelled training samples per class of every task (seeded; 0 = all), the data-efficiency axis.
     ``recalibrate_bn`` re-estimates batch-norm statistics on the stage's data after each
     stage (models with batch norm only; see :func:`medtui.engine.train.recalibrate_norm_stats`).
     ``user_tasks`` holds task declarations (the ``[[task]]`` tables of a TOML file)
@@ -68,6 +69,7 @@ class RunConfig:
     data_dir: str | None = None
     max_train: int | None = None
     max_test: int | None = None
+    shots: int = 0
     eval_batch_size: int = 256
     keep_checkpoints: int = 1
     recalibrate_bn: bool = True
@@ -117,7 +119,7 @@ def _coerce(key: str, value: Any) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{key!r} must be true or false, got {value!r}")
         return value
-    if key in ("buffer_size", "epochs", "batch_size", "seed", "eval_batch_size", "keep_checkpoints"):
+    if key in ("buffer_size", "epochs", "batch_size", "seed", "eval_batch_size", "keep_checkpoints", "shots"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key!r} must be an integer, got {value!r}")
         return value
@@ -237,6 +239,8 @@ def resolve(config: RunConfig) -> RunConfig:
         v = getattr(config, key)
         if v <= 0:
             raise ConfigError(f"{key.replace('_', ' ')} must be > 0, got {v}")
+    if config.shots < 0:
+        raise ConfigError(f"shots must be >= 0 (0 = all training samples), got {config.shots}")
     if config.keep_checkpoints < 0:
         raise ConfigError(f"keep checkpoints must be >= 0, got {config.keep_checkpoints}")
     for key in ("max_train", "max_test"):

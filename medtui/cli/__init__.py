@@ -88,7 +88,7 @@ def _root(
 
 
 # the command modules register themselves on `app`
-from medtui.cli import browse, jobs, run  # noqa: E402,F401
+from medtui.cli import browse, jobs, run, study  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> int:

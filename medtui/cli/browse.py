@@ -114,7 +114,9 @@ def show(
     cfg = detail["config"]
     out.print(
         f"{cfg['paradigm']} · buffer {cfg['buffer_size']} · {cfg['model']} ({detail['weights'] or cfg['pretrained'] or 'random'}) · "
-        f"tune {cfg['tune']} · {cfg['epochs']} epochs · bs {cfg['batch_size']} · lr {cfg['lr']} · seed {cfg['seed']} · {detail['device'] or cfg['device']}",
+        f"tune {cfg['tune']} · {cfg['epochs']} epochs · bs {cfg['batch_size']} · lr {cfg['lr']} · seed {cfg['seed']}"
+        + (f" · {cfg['shots']} shots" if cfg.get("shots") else "")
+        + f" · {detail['device'] or cfg['device']}",
         markup=False,
     )
     out.print(matrix_table(detail))

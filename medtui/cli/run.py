@@ -56,6 +56,7 @@ def run(
     name: Optional[str] = typer.Option(None, "--name", help="Run name."),
     max_train: Optional[int] = typer.Option(None, "--max-train", help="Cap each task's train split (stratified subsample)."),
     max_test: Optional[int] = typer.Option(None, "--max-test", help="Cap each task's test split (stratified subsample)."),
+    shots: Optional[int] = typer.Option(None, "--shots", help="K labelled training samples per class per task (seeded; 0 = all)."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where MedMNIST .npz files live (default: $MEDTUI_DATA_DIR or a cache dir)."),
     headless: bool = typer.Option(False, "--headless", help="Run in the foreground, without the app."),
     detach: bool = typer.Option(False, "--detach", help="Start in the background, print the run id and return."),
@@ -75,7 +76,7 @@ def run(
         dict(
             tasks=tasks, heldout=heldout, paradigm=paradigm, buffer_size=buffer_size, model=model, pretrained=pretrained,
             tune=tune, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, name=name,
-            max_train=max_train, max_test=max_test, data_dir=data_dir,
+            max_train=max_train, max_test=max_test, shots=shots, data_dir=data_dir,
         ),
         tasks_file,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import zlib
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -86,8 +87,13 @@ class TaskRegistry:
         max_train: int | None = None,
         max_test: int | None = None,
         seed: int = 0,
+        shots: int = 0,
     ) -> TaskData:
-        """Decode task ``name`` into memory; optionally cap train/test with a stratified subsample."""
+        """Decode task ``name`` into memory; optionally cap train/test with a stratified subsample.
+
+        ``shots`` K > 0 first keeps K training samples per class (all of a class that has fewer),
+        drawn with ``seed``; ``max_train`` then caps what is left.
+        """
         spec = self.get(name)
         if spec.source == "synthetic":
             from medtui.data import synthetic
@@ -103,6 +109,8 @@ class TaskRegistry:
             data = user.load_user_task(spec)
         if "train" not in data.splits or "test" not in data.splits:
             raise DataError(f"task {name!r} needs a train and a test split")
+        if shots > 0:
+            data.splits["train"] = few_shot_subsample(data.splits["train"], shots, seed, name)
         for split, cap in (("train", max_train), ("test", max_test)):
             if cap is not None and len(data.splits[split]) > cap:
                 data.splits[split] = stratified_subsample(data.splits[split], cap, seed)
@@ -127,3 +135,18 @@ def stratified_subsample(split: Split, n: int, seed: int) -> Split:
         keep.append(rng.choice(idx, size=int(k), replace=False))
     order = np.sort(np.concatenate(keep))
     return Split(images=split.images[order], labels=labels[order])
+
+
+def few_shot_subsample(split: Split, shots: int, seed: int, task: str = "") -> Split:
+    """Keep ``shots`` samples of every class (all of a class with fewer), uniformly at random, seeded.
+
+    The draw depends on ``seed`` and the task name, so two tasks of one run draw independently
+    and the same (seed, task) always keeps the same samples; kept samples stay in file order.
+    """
+    rng = np.random.default_rng([seed, zlib.crc32(task.encode()), 104729])
+    keep = []
+    for c in np.unique(split.labels):
+        idx = np.flatnonzero(split.labels == c)
+        keep.append(idx if len(idx) <= shots else rng.choice(idx, size=shots, replace=False))
+    order = np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)
+    return Split(images=split.images[order], labels=split.labels[order])

@@ -71,7 +71,7 @@ def load_tasks(config: RunConfig, emit: Callable[[Event], None]) -> list[Any]:
     out = []
     for name in config.columns:
         t0 = time.perf_counter()
-        data = registry.load(name, max_train=config.max_train, max_test=config.max_test, seed=config.seed)
+        data = registry.load(name, max_train=config.max_train, max_test=config.max_test, seed=config.seed, shots=config.shots)
         sizes = ", ".join(f"{k} {len(v)}" for k, v in data.splits.items())
         emit(LogLine("info", f"loaded {name}: {sizes} ({time.perf_counter() - t0:.1f} s)"))
         out.append(data)

@@ -120,7 +120,28 @@ def _m1_initial(db: sqlite_utils.Database) -> None:
     db["settings"].create({"key": str, "value": str}, pk="key")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial]
+def _m2_studies(db: sqlite_utils.Database) -> None:
+    """Studies (named grids of runs) and each run's place in one; existing runs get no study."""
+    db["studies"].create(
+        {"id": int, "name": str, "spec": str, "created_at": float, "updated_at": float},
+        pk="id",
+        not_null={"name", "spec", "created_at"},
+    )
+    db["studies"].create_index(["name"], unique=True)
+    # plain ALTERs keep every existing row and column as it is
+    db.execute("alter table runs add column study_id integer references studies(id)")
+    db.execute("alter table runs add column study_key text")
+    db["runs"].create_index(["study_id"])
+    # runs executed elsewhere (a cluster job writing its own store file): where each stands in ingestion
+    db["ingests"].create(
+        {"run_id": int, "source": str, "job_id": str, "steps_after": int, "events_after": int, "done": int, "at": float},
+        pk="run_id",
+        foreign_keys=[("run_id", "runs", "id")],
+        defaults={"steps_after": 0, "events_after": 0, "done": 0},
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial, _m2_studies]
 """Schema migrations, in order; the schema version is the number applied."""
 
 

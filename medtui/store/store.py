@@ -131,7 +131,7 @@ class Store:
         """Remove a run and everything recorded for it; returns the deleted row."""
         run = self.get_run(run_id)
         with self.db.atomic():
-            for table in ("evaluations", "steps", "events", "buffer", "checkpoints"):
+            for table in ("evaluations", "steps", "events", "buffer", "checkpoints", "ingests"):
                 self.db.execute(f"delete from {table} where run_id = ?", [run_id])
             self.db.execute("delete from runs where id = ?", [run_id])
         return run
