@@ -12,6 +12,7 @@ from medtui.store.store import Store
 
 TERMINAL = ("finished", "failed", "cancelled")
 POLL_S = 1.0
+SCHEDULE_EVERY = 10
 
 
 def study_eta(runs: list[dict[str, Any]], parallel: int, now: float | None = None) -> float | None:
@@ -57,8 +58,13 @@ def wait_study(path: Path, run_ids: list[int], poll_s: float = POLL_S) -> int:
     first = True
     try:
         with bar:
+            polls = 0
             while True:
-                schedule(path)  # also marks dead workers failed, so the wait always ends
+                # workers start the next queued run themselves; scheduling here now and then also marks
+                # dead workers failed (so the wait always ends) without taking the write lock every poll
+                if polls % SCHEDULE_EVERY == 0:
+                    schedule(path)
+                polls += 1
                 with Store(path) as store:
                     runs = [r for r in store.list_runs() if r["id"] in ids]
                     parallel = max_parallel(store)
