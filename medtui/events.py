@@ -27,6 +27,8 @@ class RunStarted(Event):
 
     ``rows`` are the row labels (``zero-shot`` then one per stage), ``columns`` the
     task names (trained, then held-out). ``fingerprints`` hash each task's data.
+    ``plan`` is the work ahead (see :func:`medtui.eta.make_plan`): steps and images per stage,
+    images per evaluation point.
     """
 
     rows: list[str]
@@ -38,6 +40,7 @@ class RunStarted(Event):
     n_params: int
     n_trainable: int
     start_row: int = 0
+    plan: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,12 @@ def fmt_metric(name: str, x: float | None) -> str:
 
 
 def fmt_duration(seconds: float | None) -> str:
-    """``1h02m``, ``3m05s``, ``12s``; ``—`` for missing."""
+    """The one duration format: ``1h02m``, ``3m05s``, ``12s``, ``4.2s`` (tenths below ten seconds); ``—`` for missing."""
     if seconds is None:
         return "—"
-    s = int(seconds)
+    if seconds < 9.95:
+        return f"{max(0.0, seconds):.1f}s"
+    s = int(round(seconds))
     if s >= 3600:
         return f"{s // 3600}h{s % 3600 // 60:02d}m"
     if s >= 60:

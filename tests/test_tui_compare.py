@@ -67,7 +67,7 @@ async def test_sections_show_what_the_store_holds(store_path: Path) -> None:
             table = screen.query_one(f"#compare-matrix-{i}", MatrixTable)
             cells = [[table.get_cell(f"r{r}", f"c{c}").plain.strip() for c in range(len(run["columns"]))] for r in range(len(run["rows"]))]
             assert cells == [[fmt_pct(v) for v in row] for row in run["matrix"]]
-        assert screen.query_one("#compare-matrix-0", MatrixTable).ordered_columns[-1].label.plain == "blood*"
+        assert screen.query_one("#compare-matrix-0", MatrixTable).ordered_columns[-1].label.plain.strip() == "blood*"
 
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, RunsScreen), what="back to the runs")

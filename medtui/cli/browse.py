@@ -7,17 +7,18 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from medtui.cli import DB_HELP, app
 from medtui.cli.common import db_path, open_store, print_json
+from medtui.cli.tables import console, heat_table, metrics_table, new_table
+from medtui.eta import fmt_eta, run_eta
 from medtui.format import fmt_duration, fmt_metric, fmt_time, progress_text, run_duration
 from medtui.errors import UsageError
 from medtui.store.compare import EXPORTERS, FORMATS, compare as compare_runs, sections
 
 
 def _out() -> Console:
-    return Console(highlight=False)
+    return console()
 
 
 def _list_row(run: dict[str, Any]) -> dict[str, Any]:
@@ -71,15 +72,12 @@ def runs(
         out.print("no runs yet: `medtui run --headless` starts the default one")
         return
     wide = out.width >= 120
-    t = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold")
     cols = ["id", "name", "status", "paradigm", "buf", "last", "bwt", "forget", "took"]
     if wide:
         cols[4:4] = ["model", "tasks"]
         cols.insert(-1, "started")
-    numeric = {"id", "buf", "last", "bwt", "forget", "took"}
-    for col in cols:
-        t.add_column(col, justify="right" if col in numeric else "left", no_wrap=True,
-                     max_width=24 if col in ("name", "tasks") else None, overflow="ellipsis")
+    t = new_table(*cols, right=("id", "buf", "last", "bwt", "forget", "took"))
+    lines = []
     for r in rows:
         m = r.get("metrics") or {}
         values = {
@@ -87,9 +85,20 @@ def runs(
             "model": r["model"], "tasks": ",".join(t.removeprefix("synth-") for t in r["tasks"]),
             "buf": str(r["buffer_size"] or ""), "last": fmt_metric("last", m.get("last", m.get("in_domain"))),
             "bwt": fmt_metric("bwt", m.get("bwt")), "forget": fmt_metric("forgetting", m.get("forgetting")),
-            "started": fmt_time(r["started_at"]), "took": fmt_duration(run_duration(r)),
+            "started": fmt_time(r["started_at"]),
+            # a running run's "took" is the time it still needs
+            "took": fmt_eta(run_eta(r)) if r["status"] == "running" else fmt_duration(run_duration(r)),
         }
-        t.add_row(*(values[c] for c in cols))
+        lines.append([values[c] for c in cols])
+    # the name (and the tasks) get what the other columns leave of the terminal: nothing else is ever cut
+    natural = {c: max(len(c), *(len(v[i]) for v in lines)) for i, c in enumerate(cols)}
+    elastic = [c for c in ("name", "tasks") if c in cols]
+    room = out.width - sum(w for c, w in natural.items() if c not in elastic) - 2 * (len(cols) - 1)
+    for col in t.columns:
+        if col.header in elastic:
+            col.max_width = max(len(col.header), min(24, room // len(elastic)))
+    for line in lines:
+        t.add_row(*line)
     out.print(t)
 
 
@@ -100,7 +109,6 @@ def show(
     db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """Show one run: config, accuracy matrix, metrics, buffer."""
-    from medtui.cli.progress import matrix_table, metrics_table
     from medtui.jobs.queue import reconcile
 
     with open_store(db) as store:
@@ -119,7 +127,9 @@ def show(
         + f" · {detail['device'] or cfg['device']}",
         markup=False,
     )
-    out.print(matrix_table(detail))
+    if detail["status"] == "running":
+        out.print(f"{progress_text(detail)} · {fmt_eta(run_eta(detail))}")
+    out.print(heat_table(detail))
     out.print(metrics_table(detail["metrics"]))
     if detail["buffer"]["per_task"]:
         out.print("buffer: " + ", ".join(f"{t} {n}" for t, n in detail["buffer"]["per_task"].items()) + f" (budget {detail['buffer']['budget']})")
@@ -143,13 +153,22 @@ def compare(
         sys.stdout.write(EXPORTERS[fmt](c))
         return
     out = _out()
-    for title, header, rows in sections(c):
-        t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
-        for i, h in enumerate(header):
-            t.add_column(h, justify="left" if i == 0 else "right")
+    heads = c.labels
+    if sum(len(h) + 2 for h in heads) + len("forgetting") > out.width:
+        # long names: the columns are headed by id only, never by a cut name
+        heads = [f"#{r['id']}" for r in c.runs]
+        out.print("runs: " + " · ".join(c.labels))
+    n_tables = 2 if c.config_diff else 1  # the matrices come as heat tables instead
+    for title, header, rows in sections(c)[:n_tables]:
+        header = [header[0], *heads]
+        wrap = header[1:] if title.startswith("Config") else ()
+        t = new_table(*header, title=title, right=() if wrap else header[1:], wrap=wrap)
         for r in rows:
             t.add_row(*r)
         out.print(t)
+    for label, r in zip(c.labels, c.runs):
+        out.print()
+        out.print(heat_table(r, title=f"accuracy (%) {label} · {r['paradigm']} · {r['status']}"))
 
 
 @app.command()
@@ -195,10 +214,9 @@ def datasets(
     out = _out()
     typer.echo(f"MedMNIST files are looked up in {reg.data_dir}", err=True)
     wide = out.width >= 120
-    t = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold")
-    for col in ("domain", "task", "classes", "px", "train/val/test", "on disk"):
-        t.add_column(col, no_wrap=True, overflow="ellipsis", max_width=60 if col == "classes" else 24,
-                     justify="right" if col in ("px", "train/val/test") else "left")
+    t = new_table("domain", "task", "classes", "px", "train/val/test", "on disk", right=("px", "train/val/test"))
+    for col in t.columns:
+        col.max_width = 60 if col.header == "classes" else 24
     for it in sorted(items, key=lambda i: (i["domain"], i["name"])):
         sp = it["splits"]
         classes = f"{len(it['classes'])}" + (": " + ", ".join(it["classes"]) if wide else "")
@@ -209,18 +227,35 @@ def datasets(
     out.print(t)
 
 
+#: Words that mark a medical checkpoint (listed first by ``medtui models``).
+MEDICAL = ("biomed", "pubmed", "medical", "rad", "path", "chexzero", "quilt")
+
+
+def _is_medical(name: str) -> bool:
+    low = name.lower()
+    return any(w in low for w in MEDICAL)
+
+
 @app.command()
 def models(
+    pattern: Optional[str] = typer.Argument(None, metavar="[FILTER]", help="Only models whose name contains this (any case), e.g. vit."),
+    cached: bool = typer.Option(False, "--cached", help="Only models with weights already on disk (and the tiny configs)."),
     json_out: bool = typer.Option(False, "--json", help="JSON to stdout."),
     all_models: bool = typer.Option(False, "--all", help="Every architecture, not only those with weights or tiny configs."),
 ) -> None:
-    """List model architectures, their pretrained tags and which weights are cached."""
+    """List model architectures, their pretrained tags and which weights are cached; medical checkpoints first."""
     from medtui.models import clip
     from medtui.models.catalog import HUB_MODELS, architectures, tiny_models
 
     tiny = set(tiny_models())
+    word = (pattern or "").lower()
     items = []
+    for hub in HUB_MODELS:
+        items.append({"name": hub, "tiny": False, "medical": _is_medical(hub),
+                      "pretrained": [{"tag": "(hub)", "cached": clip.hub_cached(hub), "source": hub}]})
     for arch in architectures():
+        if word and word not in arch.lower():
+            continue  # before asking open_clip for tags: a filter makes the listing quick
         tags = clip.pretrained_tags(arch)
         if not tags and arch not in tiny and not all_models:
             continue
@@ -228,21 +263,30 @@ def models(
             {
                 "name": arch,
                 "tiny": arch in tiny,
+                "medical": _is_medical(arch),
                 "pretrained": [{"tag": t, "cached": clip.weights_cached(arch, t), "source": clip.weights_source(arch, t)} for t in tags],
             }
         )
-    for hub in HUB_MODELS:
-        items.append({"name": hub, "tiny": False, "pretrained": [{"tag": "(hub)", "cached": clip.hub_cached(hub), "source": hub}]})
+    if word:
+        items = [it for it in items if word in it["name"].lower()]
+    if cached:
+        items = [it for it in items if it["tiny"] or any(p["cached"] for p in it["pretrained"])]
+    # medical checkpoints first, then the tiny test configs, then the rest in catalogue order
+    items.sort(key=lambda it: (not it["medical"], not it["tiny"]))
     if json_out:
         print_json(items)
         return
-    t = Table(show_edge=False, pad_edge=False)
-    t.add_column("model")
-    t.add_column("weights (✓ cached)")
+    out = _out()
+    if not items:
+        out.print(f"no model matches {pattern!r}" + (" with cached weights" if cached else ""))
+        return
+    # long hub ids fold instead of squeezing the tags off an 80-column terminal
+    t = new_table("model", "weights (✓ cached)", wrap=("model", "weights (✓ cached)"))
+    t.columns[0].max_width = 40
     for it in items:
         if it["tiny"]:
             desc = "random init (tiny test config)"
         else:
             desc = " ".join(p["tag"] + (" ✓" if p["cached"] else "") for p in it["pretrained"])
-        t.add_row(it["name"], desc)
-    _out().print(t)
+        t.add_row(it["name"] + (" (medical)" if it["medical"] else ""), desc)
+    out.print(t)

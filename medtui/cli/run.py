@@ -102,24 +102,29 @@ def run(
 
 
 def _foreground(path: Path, run_id: int, json_out: bool = False) -> int:
-    """Run ``run_id`` in this process with live progress on stderr; print the matrix at the end.
+    """Run ``run_id`` in this process: say what it will do, show live progress with an ETA, end with the matrix.
 
-    Bad input found once the run has started (a missing or malformed data file, weights that
-    cannot be loaded) ends with one error line and exit code 2, like any other input error.
+    Everything for people goes to stderr (the plan, the progress, the heat table, where the result is
+    and what to type next); stdout gets the run id first (or the run as JSON at the end). Bad input
+    found once the run has started (a missing or malformed data file, weights that cannot be loaded)
+    ends with one error line and exit code 2, like any other input error.
     """
-    from medtui.cli.progress import AfterStart, RichProgress, is_terminal, matrix_table, metrics_table, stderr_console
-    from medtui.jobs.worker import LineSink, execute
+    from medtui.cli.progress import AfterStart, PlainProgress, RichProgress, is_terminal, outro, plan_intro, stderr_console
+    from medtui.cli.tables import heat_table, metrics_table
+    from medtui.jobs.worker import execute
 
     if not json_out:
         typer.echo(run_id)
         sys.stdout.flush()
     console = stderr_console()
+    with Store(path) as store:
+        intro = plan_intro(run_id, store.get_run(run_id)["config"])
     if is_terminal():
-        bar = RichProgress(console)
+        bar = RichProgress(console, intro)
         with bar:
             code = execute(path, run_id, extra_sink=AfterStart(bar))
     else:
-        code = execute(path, run_id, extra_sink=AfterStart(LineSink(sys.stderr)))
+        code = execute(path, run_id, extra_sink=AfterStart(PlainProgress(sys.stderr, intro)))
     with Store(path) as store:
         detail = store.detail(run_id)
     if code == 2:
@@ -128,10 +133,12 @@ def _foreground(path: Path, run_id: int, json_out: bool = False) -> int:
     if json_out:
         print_json(detail)
     else:
-        console.print(matrix_table(detail, title=f"run {run_id} · {detail['name']} · {detail['status']}"))
+        console.print(heat_table(detail, title=f"run {run_id} · {detail['name']} · {detail['status']} · accuracy (%)"))
         console.print(metrics_table(detail["metrics"]))
     if detail["status"] != "finished":
         typer.echo(f"medtui: run {run_id} {detail['status']}: {detail['error']}", err=True)
+    for line in outro(detail, path):
+        typer.echo(line, err=True)  # not wrapped: the path stays one piece to copy
     return code
 
 

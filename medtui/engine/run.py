@@ -22,6 +22,8 @@ from medtui.data.registry import TaskRegistry
 from medtui.engine.evaluate import evaluate_row
 from medtui.engine.tensors import TaskTensors, to_task_tensors
 from medtui.engine.train import recalibrate_norm_stats, train_stage
+from medtui.eta import make_plan
+from medtui.format import fmt_duration
 from medtui.errors import ConfigError, MedtuiError, RunCancelled
 from medtui.events import Event, LogLine, RunFinished, RunStarted, StageFinished
 from medtui.models.classifier import ClipClassifier
@@ -73,7 +75,7 @@ def load_tasks(config: RunConfig, emit: Callable[[Event], None]) -> list[Any]:
         t0 = time.perf_counter()
         data = registry.load(name, max_train=config.max_train, max_test=config.max_test, seed=config.seed, shots=config.shots)
         sizes = ", ".join(f"{k} {len(v)}" for k, v in data.splits.items())
-        emit(LogLine("info", f"loaded {name}: {sizes} ({time.perf_counter() - t0:.1f} s)"))
+        emit(LogLine("info", f"loaded {name}: {sizes} ({fmt_duration(time.perf_counter() - t0)})"))
         out.append(data)
     return out
 
@@ -161,6 +163,14 @@ def _run(
             n_params=int(n_params),
             n_trainable=int(n_train),
             start_row=start,
+            plan=make_plan(
+                [s.tasks for s in stages],
+                {t.spec.name: len(t.train) for t in tensors},
+                {t.spec.name: len(t.test) for t in tensors},
+                config.epochs,
+                config.batch_size,
+                config.buffer_size if config.paradigm == "continual" else 0,
+            ),
         )
     )
     if start == 0:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 from medtui.errors import MedtuiError, RunCancelled, UsageError
+from medtui.format import fmt_duration
 from medtui.events import Event, LogLine, MultiSink, RunFinished, StageFinished, StageStarted, StepLogged, TaskEvaluated
 from medtui.jobs.paths import checkpoint_dir, log_path
 from medtui.jobs.provenance import provenance
@@ -56,7 +57,7 @@ def format_event(event: Event) -> str | None:
         auc = f" auc {event.auc:.3f}" if event.auc is not None else ""
         return f"eval [{event.row_label}] {event.task}: acc {event.accuracy:.3f}{auc}"
     if isinstance(event, StageFinished) and event.stage:
-        return f"stage {event.stage} finished in {event.seconds:.1f} s"
+        return f"stage {event.stage} finished in {fmt_duration(event.seconds)}"
     if isinstance(event, RunFinished):
         return f"run {event.status}" + (f": {event.error}" if event.error else "")
     return None

@@ -23,6 +23,7 @@ from medtui.events import (
     StepLogged,
     TaskEvaluated,
 )
+from medtui.format import fmt_duration
 from medtui.store.store import Store
 
 
@@ -35,8 +36,10 @@ class StoreSink:
         self.progress: dict[str, Any] = dict(store.get_run(run_id).get("progress") or {})
 
     def _progress(self, **fields: Any) -> None:
-        self.progress.update(fields)
-        self.store.update_run(self.run_id, progress=self.progress, heartbeat_at=time.time())
+        now = time.time()
+        # `at` lets a reader take the time since this write off the ETA (medtui.eta)
+        self.progress.update(fields, at=now)
+        self.store.update_run(self.run_id, progress=self.progress, heartbeat_at=now)
 
     def __call__(self, event: Event) -> None:
         """Record one event."""
@@ -49,7 +52,11 @@ class StoreSink:
                 weights=event.weights,
                 fingerprints=event.fingerprints,
             )
-            self._progress(n_stages=len(event.rows) - 1, stage=event.start_row, step=0, n_steps=0)
+            # rows_done: rows 0..start_row are finished when resuming, none when starting
+            self._progress(
+                n_stages=len(event.rows) - 1, stage=event.start_row, step=0, n_steps=0,
+                plan=event.plan, rows_done=event.start_row + 1 if event.start_row else 0,
+            )
             s.log(rid, f"{event.n_params:,} parameters, {event.n_trainable:,} trained; weights: {event.weights}; device {event.device}")
         elif isinstance(event, StageStarted):
             self._progress(stage=event.stage, label=event.label, step=0, n_steps=event.n_steps, epoch=1)
@@ -85,9 +92,11 @@ class StoreSink:
                         pk=("run_id", "stage"),
                     )
                 s.update_run(rid, last_stage=event.stage)
-                self._progress(stage=event.stage, finished_stage=event.stage)
+                # the zero-shot row is evaluation only: its time measures the evaluation rate
+                timing = {"eval_s": event.seconds} if event.stage == 0 else {}
+                self._progress(stage=event.stage, finished_stage=event.stage, rows_done=event.stage + 1, **timing)
             if event.stage:
-                s.log(rid, f"stage {event.stage} done in {event.seconds:.1f} s")
+                s.log(rid, f"stage {event.stage} done in {fmt_duration(event.seconds)}")
         elif isinstance(event, LogLine):
             s.log(rid, event.message, event.level)
         elif isinstance(event, RunFinished):

@@ -25,7 +25,7 @@ from textual.widgets import DataTable, Footer, Static
 from medtui.metrics import METRIC_HELP
 from medtui.store.compare import EXPORTERS, EXTENSIONS, Comparison, arrow, compare, metric_cell
 from medtui.tui.screens.runs import STATUS_STYLE
-from medtui.tui.widgets.matrix import MatrixTable, short_matrix
+from medtui.tui.widgets.matrix import MatrixTable, matrix_legend
 
 
 class ComparisonLoaded(Message):
@@ -167,12 +167,10 @@ class CompareScreen(Screen):
         out.append(Static("", id="compare-legend", classes="compare-note"))
         for i, r in enumerate(c.runs):
             status = Text(r["status"], style=STATUS_STYLE.get(r["status"], ""))
-            held = " · * held-out" if r["heldout"] else ""
-            prefix = short_matrix(r)[3]
-            cut = f" · '{prefix}' left out" if prefix else ""
-            head = Text.assemble(f"Accuracy (%) #{r['id']} {r['name']} · {r['paradigm']} · ", status, held, cut)
+            head = Text.assemble(f"Accuracy (%) #{r['id']} {r['name']} · {r['paradigm']} · ", status)
             out.append(Static(head, classes="section-title"))
             out.append(MatrixTable(id=f"compare-matrix-{i}", classes="compare-matrix"))
+            out.append(Static(matrix_legend(r), classes="compare-note"))
         return out
 
     def _fill(self, c: Comparison) -> None:
@@ -193,8 +191,7 @@ class CompareScreen(Screen):
             matrix = self.query_one(f"#compare-matrix-{i}", MatrixTable)
             matrix.show_cursor = False
             matrix.can_focus = False
-            rows, columns, heldout, _ = short_matrix(r)
-            matrix.show(rows, columns, heldout, r["matrix"])
+            matrix.show_detail(r)
 
     # -- actions ------------------------------------------------------------------------------
     def action_back(self) -> None:

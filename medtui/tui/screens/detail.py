@@ -28,7 +28,7 @@ from medtui.jobs import queue
 from medtui.metrics import METRIC_HELP, METRIC_NAMES
 from medtui.tui.data import DetailState, RunUpdated
 from medtui.tui.screens.runs import STATUS_ICON, STATUS_STYLE
-from medtui.tui.widgets.matrix import MatrixTable, matrix_title, short_matrix
+from medtui.tui.widgets.matrix import MATRIX_TITLE, MatrixTable, matrix_legend
 
 #: Statuses after which a run changes only if someone resumes it.
 SETTLED = ("finished", "failed", "cancelled")
@@ -140,7 +140,7 @@ class RunDetailScreen(Screen):
         self._metric_shown: dict[str, str] = {}
         self._bars: tuple[Any, ...] | None = None
         self._progress_shown = ""
-        self._prefix = ""
+        self._legend = ""
 
     def compose(self) -> ComposeResult:
         """Header and progress lines, then five tabs, then the footer."""
@@ -150,8 +150,9 @@ class RunDetailScreen(Screen):
         with TabbedContent(id="detail-tabs", initial="matrix"):
             with TabPane("1 Matrix", id="matrix"):
                 with VerticalScroll(id="matrix-pane"):
-                    yield Static(matrix_title(""), id="detail-matrix-title", classes="section-title")
+                    yield Static(MATRIX_TITLE, id="detail-matrix-title", classes="section-title")
                     yield MatrixTable(id="detail-matrix")
+                    yield Static("", id="detail-matrix-legend", classes="legend")
                     yield Static("Metrics (%)", classes="section-title")
                     metrics = DataTable(id="detail-metrics", cursor_type="none", zebra_stripes=True)
                     metrics.add_column("metric", key="name")
@@ -257,11 +258,11 @@ class RunDetailScreen(Screen):
         if line != self._progress_shown:
             self._progress_shown = line
             self.query_one("#detail-progress", Static).update(line)
-        rows, columns, heldout, prefix = short_matrix(d)
-        self.query_one("#detail-matrix", MatrixTable).show(rows, columns, heldout, d["matrix"])
-        if prefix != self._prefix:
-            self._prefix = prefix
-            self.query_one("#detail-matrix-title", Static).update(matrix_title(prefix))
+        self.query_one("#detail-matrix", MatrixTable).show_detail(d)
+        legend = matrix_legend(d)
+        if legend != self._legend:
+            self._legend = legend
+            self.query_one("#detail-matrix-legend", Static).update(legend)
         if prev.get("metrics") != d.get("metrics") or prev.get("paradigm") != d.get("paradigm"):
             self._show_metrics(d)
         if prev.get("buffer") != d.get("buffer"):

@@ -1,94 +1,55 @@
-"""The accuracy matrix as a colour-scaled table whose cells fill in as evaluations land."""
+"""The accuracy matrix as a heat table whose cells fill in as evaluations land.
+
+Labels, legend and colours come from :mod:`medtui.heat`, the same as the command line's, so a
+matrix reads the same in ``medtui show`` and in the app.
+"""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from rich.text import Text
 from textual.widgets import DataTable
 
-from medtui.format import fmt_pct
+from medtui.heat import cell_text, heat_style, matrix_labels
 
-# red → amber → green; rich reduces these to the nearest of 256 colours where needed
-_SCALE = ((0.0, (150, 40, 40)), (0.5, (150, 110, 30)), (1.0, (40, 120, 60)))
-
-
-def scale_colour(x: float) -> str:
-    """Background colour for an accuracy in [0, 1] (piecewise-linear red → amber → green)."""
-    x = min(1.0, max(0.0, x))
-    for (x0, c0), (x1, c1) in zip(_SCALE, _SCALE[1:]):
-        if x <= x1:
-            t = (x - x0) / (x1 - x0)
-            r, g, b = (round(a + (b_ - a) * t) for a, b_ in zip(c0, c1))
-            return f"rgb({r},{g},{b})"
-    return "rgb(40,120,60)"
+MATRIX_TITLE = "Accuracy (%) · rows: after each stage · columns: tested on"
 
 
 def cell(value: float | None) -> Text:
-    """A matrix cell: the accuracy in % on its colour, or a dim dot when not evaluated yet."""
+    """A matrix cell: the accuracy in % on its heat colour, or a dim dot when not evaluated yet."""
     if value is None:
         return Text("·", style="dim", justify="right")
-    return Text(f" {fmt_pct(value)} ", style=f"bold white on {scale_colour(value)}", justify="right")
+    return Text(f" {cell_text(value)} ", style=heat_style(value), justify="right")
 
 
-def short_names(names: list[str]) -> tuple[dict[str, str], str]:
-    """Names without the prefix they all share up to a separator (``synth-cxr-a`` → ``cxr-a``), and that prefix.
-
-    Five task names in full do not fit 80 columns; nothing is cut where a name would end up empty or ambiguous.
-    """
-    same = {n: n for n in names}
-    if len(names) < 2:
-        return same, ""
-    common = os.path.commonprefix(names)
-    cut = max(common.rfind("-"), common.rfind("_")) + 1
-    short = {n: n[cut:] for n in names}
-    if not cut or not all(short.values()) or len(set(short.values())) < len(short):
-        return same, ""
-    return short, names[0][:cut]
-
-
-def short_matrix(d: dict[str, Any]) -> tuple[list[str], list[str], list[str], str]:
-    """Rows, columns and held-out columns of a run detail with short task names, and the prefix left out."""
-    short, prefix = short_names(list(d["columns"]))
-    rows = []
-    for label in d["rows"]:
-        # longest first: a name that is a prefix of another must not cut into it
-        for full in sorted(short, key=len, reverse=True):
-            label = label.replace(full, short[full])
-        rows.append(label)
-    return rows, [short[c] for c in d["columns"]], [short.get(c, c) for c in d["heldout"]], prefix
-
-
-def matrix_title(prefix: str) -> str:
-    """The heading above an accuracy matrix (saying which prefix the task names lost)."""
-    note = f" · '{prefix}' left out" if prefix else ""
-    return f"Accuracy (%) · rows: after each stage · columns: tested on · * held-out{note}"
-
+def matrix_legend(detail: dict[str, Any]) -> str:
+    """The legend under a run's matrix: the full names behind the short labels, ``*`` held-out."""
+    return matrix_labels(detail).legend_text()
 
 
 class MatrixTable(DataTable):
-    """Rows: zero-shot then each stage; columns: tasks (held-out ones marked ``*``)."""
+    """Rows: zero-shot then each stage; columns: tasks (held-out ones marked ``*``); short labels."""
 
     DEFAULT_CSS = """
     MatrixTable { height: auto; max-height: 14; }
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(cursor_type="cell", zebra_stripes=False, **kwargs)
+        super().__init__(cursor_type="cell", zebra_stripes=False, cell_padding=0, **kwargs)
         self._shape: tuple[tuple[str, ...], tuple[str, ...]] | None = None
         self._values: dict[tuple[int, int], float | None] = {}
 
-    def show(self, rows: list[str], columns: list[str], heldout: list[str], matrix: list[list[float | None]]) -> int:
-        """Show a matrix, rebuilding only when its shape changed; returns how many cells changed."""
+    def show(self, rows: list[str], columns: list[str], heldout: list[bool], matrix: list[list[float | None]]) -> int:
+        """Show a matrix under these (short) labels, rebuilding only when its shape changed; returns how many cells changed."""
         shape = (tuple(rows), tuple(columns))
         if shape != self._shape:
             self.clear(columns=True)
-            self.add_column("after \\ on", key="label")
-            for j, c in enumerate(columns):
-                self.add_column(c + ("*" if c in heldout else ""), key=f"c{j}")
+            self.add_column("", key="label")
+            for j, (c, held) in enumerate(zip(columns, heldout)):
+                self.add_column(Text(f" {c}{'*' if held else ''} ", justify="right"), key=f"c{j}")
             for i, label in enumerate(rows):
-                self.add_row(label, *(cell(v) for v in matrix[i]), key=f"r{i}")
+                self.add_row(Text(f" {label} ", style="bold"), *(cell(v) for v in matrix[i]), key=f"r{i}")
             self._shape = shape
             self._values = {(i, j): v for i, r in enumerate(matrix) for j, v in enumerate(r)}
             return len(self._values)
@@ -102,5 +63,6 @@ class MatrixTable(DataTable):
         return changed
 
     def show_detail(self, detail: dict[str, Any]) -> int:
-        """Show the matrix of a run detail (``Store.detail``)."""
-        return self.show(detail["rows"], detail["columns"], detail["heldout"], detail["matrix"])
+        """Show the matrix of a run detail (``Store.detail``) with its short labels."""
+        labels = matrix_labels(detail)
+        return self.show(labels.rows, labels.columns, labels.heldout, detail["matrix"])
