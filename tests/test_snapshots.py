@@ -107,3 +107,23 @@ def test_datasets(seeded: Path, snap_compare) -> None:  # noqa: ANN001
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=before)
+
+
+def test_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, snap_compare) -> None:  # noqa: ANN001
+    from medtui.study.demo import seed_demo_study
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    monkeypatch.setattr("medtui.jobs.queue.schedule", lambda path: [])  # the queued demo runs stay queued
+    db = tmp_path / "study.db"
+    seed_demo_study(db, finish=10, now=NOW)
+    app = make_app(db, refresh_s=3600)
+
+    async def before(pilot) -> None:  # noqa: ANN001
+        await until(lambda: type(app.screen).__name__ == "RunsScreen")
+        await pilot.press("t")
+        await until(lambda: type(app.screen).__name__ == "StudyScreen" and app.screen.result is not None)
+        await pilot.press("down", "down")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=before)

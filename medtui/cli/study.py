@@ -192,6 +192,34 @@ def study_show(
         _print_results(result, only if metrics else None, matrices, every=metrics == "all")
 
 
+@study_app.command("plot")
+def study_plot(
+    study_ref: str = typer.Argument(..., metavar="STUDY", help="Study name or id."),
+    out: Path = typer.Option(..., "--out", help="Folder to write the figures into (created if missing)."),
+    fmt: str = typer.Option("png", "--format", "-f", help="png | pdf | svg"),
+    metrics: Optional[str] = typer.Option(None, "--metrics", help="Metrics to plot against the axis (default: last,forgetting,bwt)."),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Write the study's figures: metric vs buffer size, mean matrix heat maps, per-task accuracy across stages."""
+    from medtui.study.aggregate import METRIC_ORDER, aggregate
+    from medtui.study.plot import FORMATS, plot_study
+
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown figure format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {str(out)!r} is a file, not a folder")
+    only = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    for m in only or []:
+        if m not in METRIC_ORDER:
+            raise UsageError(f"unknown metric {m!r}: choose from {', '.join(METRIC_ORDER)}")
+    with open_store(db) as store:
+        result = aggregate(store, study_ref)
+    if not any(c["n"] for c in result["cells"]):
+        raise UsageError(f"study {result['study']!r} has no finished run to plot yet")
+    for p in plot_study(result, out, fmt, only):
+        typer.echo(str(p))
+
+
 @study_app.command("cancel")
 def study_cancel(
     study_ref: str = typer.Argument(..., metavar="STUDY", help="Study name or id."),

@@ -128,6 +128,7 @@ def aggregate_runs(plan: Plan | None, runs: list[dict[str, Any]], mats: dict[int
                 "matrix_n": count,
                 "rows": rows,
                 "columns": cols,
+                "heldout": list(finished[0]["heldout"]) if finished else [],
             }
         )
     return out

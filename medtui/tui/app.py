@@ -29,6 +29,7 @@ class MedtuiApp(App):
         Binding("q", "quit", "Quit", priority=False),
         Binding("question_mark", "help", "Keys", key_display="?"),
         Binding("f2", "datasets", "Datasets", show=False),
+        Binding("f3", "study", "Studies", show=False),
         Binding("ctrl+s", "screenshot", "Screenshot", show=False),
     ]
 
@@ -65,6 +66,12 @@ class MedtuiApp(App):
         from medtui.tui.screens.new import NewExperimentScreen
 
         self.push_screen(NewExperimentScreen(config))
+
+    def action_study(self) -> None:
+        """Open the Study screen (the newest study; ``[``/``]`` move between studies)."""
+        from medtui.tui.screens.study import StudyScreen
+
+        self.push_screen(StudyScreen())
 
     def action_datasets(self) -> None:
         """Browse the task registry."""

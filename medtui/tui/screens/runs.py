@@ -129,6 +129,7 @@ class RunsScreen(Screen):
         Binding("r", "resume_run", "Resume"),
         Binding("delete", "delete_run", "Delete", key_display="del"),
         Binding("d", "app.datasets", "Datasets"),
+        Binding("t", "app.study", "Studies", show=False),
         Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
