@@ -27,7 +27,7 @@ from medtui.study.aggregate import aggregate
 from medtui.study.export import fmt_stat, n_text
 from medtui.study.series import bars, numeric_axes, series
 from medtui.study.store import list_studies
-from medtui.tui.widgets.matrix import MatrixTable, short_matrix
+from medtui.tui.widgets.matrix import MatrixTable
 
 #: Metric columns of the cell table (the chart cycles through every metric the study has).
 TABLE_METRICS = ("last", "bwt", "forgetting", "in_domain")
@@ -62,7 +62,8 @@ class StudyScreen(Screen):
         self.result: dict[str, Any] | None = None
         self.studies: list[dict[str, Any]] = []
         self.metric: str | None = None
-        self.axis: str | None = None
+        #: None plots one bar per cell; "auto" picks the first numeric axis on the first load
+        self.axis: str | None = "auto"
         self._table_key: str | None = None
         self._chart_key: str | None = None
 
@@ -109,7 +110,7 @@ class StudyScreen(Screen):
         if self.metric not in names:
             self.metric = next((m for m in ("last", "in_domain") if m in names), names[0] if names else None)
         axes = numeric_axes(msg.result)
-        if self.axis not in axes:
+        if self.axis not in (*axes, None):
             self.axis = axes[0] if axes else None
         self._show_title()
         self._show_table()
@@ -204,9 +205,8 @@ class StudyScreen(Screen):
             title.update(Text(f"{cell['label'] if cell else ''}: no finished run yet", style="dim"))
             matrix.show([], [], [], [])
             return
-        rows, cols, held, _ = short_matrix({"rows": cell["rows"], "columns": cell["columns"], "heldout": cell["heldout"]})
         title.update(Text.assemble((cell["label"], "bold"), f" · mean of {cell['n']} (%)"))
-        matrix.show(rows, cols, held, cell["matrix_mean"])
+        matrix.show_detail({"rows": cell["rows"], "columns": cell["columns"], "heldout": cell["heldout"], "matrix": cell["matrix_mean"]})
 
     @on(DataTable.RowHighlighted, "#study-cells")
     def _row_changed(self, _: DataTable.RowHighlighted) -> None:
