@@ -1,32 +1,49 @@
 """CLIP as an image classifier over each task's own classes, through the text tower.
 
 Prompts → normalised text embeddings (mean over templates, renormalised) → scaled
-cosine logits. Three tuning modes:
+cosine logits. Four tuning modes:
 
 - ``full``: both towers train; class embeddings are recomputed (with gradients) each step.
 - ``vision``: the text tower is frozen; class embeddings are computed once per stage and cached.
 - ``head``: both towers frozen; each task gets a linear head initialised from its class
   embeddings (so before training it equals zero-shot), and only the heads train.
+- ``lora``: both towers frozen; low-rank adapters (peft, see :mod:`medtui.models.lora`) on
+  their attention/MLP projections train. Adapters start at zero (so before training it
+  equals zero-shot); class embeddings are recomputed each step when text-tower layers are adapted.
 
 The logit scale stays at its pre-trained value in every mode.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from medtui.data.base import TaskSpec
+from medtui.errors import ModelError
 from medtui.models.clip import LoadedClip
+
+if TYPE_CHECKING:
+    from medtui.config import RunConfig
 
 
 class ClipClassifier(nn.Module):
     """A CLIP model that classifies images of ``tasks`` (by name) over each task's classes."""
 
-    def __init__(self, loaded: LoadedClip, tasks: Sequence[TaskSpec], tune: str = "full") -> None:
+    def __init__(
+        self,
+        loaded: LoadedClip,
+        tasks: Sequence[TaskSpec],
+        tune: str = "full",
+        *,
+        lora_rank: int = 8,
+        lora_alpha: float = 16.0,
+        lora_targets: Sequence[str] = (),
+    ) -> None:
+        """``lora_*`` apply with ``tune="lora"``: adapter rank, scale numerator, target names (empty: defaults)."""
         super().__init__()
         self.clip = loaded.model
         self.tune = tune
@@ -50,10 +67,32 @@ class ClipClassifier(nn.Module):
                     head.weight.copy_(emb)
                     head.bias.zero_()
                     self.heads[t.name] = head
+        #: The LoRA target names in effect (the defaults for the architecture when none were given).
+        self.lora_targets: tuple[str, ...] = ()
+        #: The adapted layers (:class:`medtui.models.lora.Target`), in module order.
+        self.lora_layers: list = []
+        if tune == "lora":
+            from medtui.models import lora
+
+            self.lora_targets = tuple(lora_targets) or lora.default_targets(self.clip)
+            self.lora_layers = lora.inject(self.clip, self.lora_targets, lora_rank, lora_alpha)
+        adapted = [t.path for t in self.lora_layers]
+        #: ``27 layers (in_proj, out_proj, ...)``: what the adapters sit on, for the run's log.
+        self.lora_summary = f"{len(adapted)} layers ({', '.join(self.lora_targets)})" if adapted else ""
+        #: Whether the text tower changes during training (then class embeddings are not cached across steps).
+        self.text_trains = tune == "full" or any(not p.startswith("visual.") for p in adapted)
         for p in self.clip.parameters():
             p.requires_grad_(False)
         for p in self.trainable_parameters():
             p.requires_grad_(True)
+
+    @classmethod
+    def from_config(cls, loaded: LoadedClip, tasks: Sequence[TaskSpec], config: "RunConfig") -> "ClipClassifier":
+        """The classifier a run's config asks for (its tuning mode and LoRA settings)."""
+        return cls(
+            loaded, tasks, config.tune,
+            lora_rank=config.lora_rank, lora_alpha=config.lora_alpha, lora_targets=config.lora_targets,
+        )
 
     # -- parameters -------------------------------------------------------------------------
     def _vision_parameters(self) -> Iterable[nn.Parameter]:
@@ -63,17 +102,54 @@ class ClipClassifier(nn.Module):
         """The parameters the tuning mode trains."""
         if self.tune == "head":
             return list(self.heads.parameters())
+        if self.tune == "lora":
+            from medtui.models.lora import is_adapter_key
+
+            return [p for n, p in self.clip.named_parameters() if is_adapter_key(n)]
         if self.tune == "vision":
             return list(self._vision_parameters())
         frozen = {id(getattr(self.clip, n)) for n in ("logit_scale", "logit_bias") if getattr(self.clip, n, None) is not None}
         return [p for p in self.clip.parameters() if id(p) not in frozen]
 
+    @property
+    def frozen_base(self) -> bool:
+        """Whether every pre-trained weight and norm statistic stays as loaded (``head`` and ``lora``)."""
+        return self.tune in ("head", "lora")
+
     def train(self, mode: bool = True) -> "ClipClassifier":
         """Train mode, except that frozen towers stay in eval mode (their norm statistics must not move)."""
         super().train(mode)
-        if mode and self.tune == "head":
+        if mode and self.frozen_base:
             self.clip.eval()
         return self
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def checkpoint_state(self) -> dict[str, torch.Tensor]:
+        """What training can change, as tensors: the adapters in ``lora`` mode, else the whole state dict.
+
+        With LoRA the frozen weights are rebuilt from the run's config (model and weights), so a
+        stage checkpoint holds only the adapters (and would hold heads, were any trained).
+        """
+        if self.tune != "lora":
+            return self.state_dict()
+        from medtui.models.lora import is_adapter_key
+
+        return {k: v for k, v in self.state_dict().items() if is_adapter_key(k) or k.startswith("heads.")}
+
+    def load_checkpoint_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Load what :meth:`checkpoint_state` returned; keys must match exactly (a full or a LoRA checkpoint)."""
+        if self.tune != "lora":
+            self.load_state_dict(state)
+            return
+        expected = set(self.checkpoint_state())
+        got = set(state)
+        if got != expected:
+            missing, extra = sorted(expected - got), sorted(got - expected)
+            raise ModelError(
+                f"checkpoint does not match this model's adapters: {len(missing)} missing (e.g. {missing[:1]}), "
+                f"{len(extra)} unexpected (e.g. {extra[:1]}); was it written with the same lora_rank/lora_targets?"
+            )
+        self.load_state_dict(state, strict=False)
 
     # -- images -----------------------------------------------------------------------------
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
@@ -118,7 +194,7 @@ class ClipClassifier(nn.Module):
     def refresh_text_cache(self) -> None:
         """Recompute cached class embeddings (frozen text tower); call at the start of a stage."""
         self._text_cache.clear()
-        if self.tune != "full":
+        if not self.text_trains:
             with torch.no_grad():
                 self._text_cache.update({k: v.detach() for k, v in self._encode_class_texts(list(self.specs)).items()})
 
@@ -135,7 +211,7 @@ class ClipClassifier(nn.Module):
         out = {t: self._text_cache[t] for t in tasks if t in self._text_cache}
         if missing:
             fresh = self._encode_class_texts(missing)
-            if cache and (self.tune != "full" or not torch.is_grad_enabled()):
+            if cache and (not self.text_trains or not torch.is_grad_enabled()):
                 self._text_cache.update({k: v.detach() for k, v in fresh.items()})
             out.update(fresh)
         return out
@@ -146,7 +222,7 @@ class ClipClassifier(nn.Module):
 
     def clear_eval_cache(self) -> None:
         """Forget class embeddings cached during an evaluation of a model whose text tower trains."""
-        if self.tune == "full":
+        if self.text_trains:
             self._text_cache.clear()
 
     # -- logits -----------------------------------------------------------------------------
