@@ -10,6 +10,7 @@ Nothing here imports torch.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -19,7 +20,7 @@ from typing import Any, Mapping
 from medtui.errors import ConfigError
 
 PARADIGMS: tuple[str, ...] = ("specialized", "joint", "continual")
-TUNE_MODES: tuple[str, ...] = ("full", "vision", "head")
+TUNE_MODES: tuple[str, ...] = ("full", "vision", "head", "lora")
 AMP_MODES: tuple[str, ...] = ("auto", "off", "bf16", "fp16")
 DEFAULT_TASKS: tuple[str, ...] = ("synth-cxr-a", "synth-cxr-b", "synth-derm", "synth-histo", "synth-blood")
 DEFAULT_MODEL = "medtui-tiny"
@@ -27,8 +28,15 @@ DEFAULT_MODEL = "medtui-tiny"
 #: pre-trained CLIP weights are destroyed by one (fine-tuning practice is 1e-5).
 LR_FROM_SCRATCH = 1e-3
 LR_PRETRAINED = 1e-5
+#: LoRA on pre-trained weights: the adapters start at zero and train alone, so they take a
+#: larger step than full fine-tuning (1e-4, the order used for CLIP in CLIP-LoRA, Zanella & Ben Ayed 2024).
+LR_LORA_PRETRAINED = 1e-4
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+#: A LoRA target: a module name, or the last dotted components of a module path (``mlp.c_fc``).
+_TARGET_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
+#: Bounds of the LoRA rank (a rank above a layer's width adds parameters and nothing else).
+LORA_RANK_MAX = 4096
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._+@:/-]{0,79}$")
 
 
@@ -46,6 +54,10 @@ class RunConfig:
     K labelled training samples per class of every task (seeded; 0 = all), the data-efficiency axis.
     ``recalibrate_bn`` re-estimates batch-norm statistics on the stage's data after each
     stage (models with batch norm only; see :func:`medtui.engine.train.recalibrate_norm_stats`).
+    ``lora_rank``/``lora_alpha``/``lora_targets`` shape the adapters of ``tune = "lora"``
+    (rank r, scale alpha / r, target module names; empty = the defaults for the architecture,
+    see :func:`medtui.models.lora.default_targets`); with any other tuning mode they must keep
+    their defaults (a value that would be ignored is an error, not a silent no-op).
     ``user_tasks`` holds task declarations (the ``[[task]]`` tables of a TOML file)
     so that a stored config is self-contained.
     """
@@ -73,6 +85,9 @@ class RunConfig:
     eval_batch_size: int = 256
     keep_checkpoints: int = 1
     recalibrate_bn: bool = True
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_targets: tuple[str, ...] = ()
     user_tasks: tuple[Mapping[str, Any], ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:
@@ -80,6 +95,7 @@ class RunConfig:
         d = asdict(self)
         d["tasks"] = list(self.tasks)
         d["heldout"] = list(self.heldout)
+        d["lora_targets"] = list(self.lora_targets)
         d["user_tasks"] = [dict(t) for t in self.user_tasks]
         return d
 
@@ -95,6 +111,8 @@ class RunConfig:
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(RunConfig))
+#: Keys that only mean something with ``tune = "lora"`` (listings leave them out for other runs).
+LORA_KEYS: tuple[str, ...] = ("lora_rank", "lora_alpha", "lora_targets")
 
 
 def _close(name: str, choices: list[str] | tuple[str, ...]) -> str:
@@ -111,6 +129,12 @@ def _coerce(key: str, value: Any) -> Any:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{key!r} must be a list of task names")
         return tuple(value)
+    if key == "lora_targets":
+        if isinstance(value, str):
+            value = [v for v in (s.strip() for s in value.split(",")) if v]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key!r} must be a list of module names, got {value!r}")
+        return tuple(value)
     if key == "user_tasks":
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, Mapping) for v in value):
             raise ConfigError("'task' must be an array of tables ([[task]])")
@@ -119,7 +143,7 @@ def _coerce(key: str, value: Any) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{key!r} must be true or false, got {value!r}")
         return value
-    if key in ("buffer_size", "epochs", "batch_size", "seed", "eval_batch_size", "keep_checkpoints", "shots"):
+    if key in ("buffer_size", "epochs", "batch_size", "seed", "eval_batch_size", "keep_checkpoints", "shots", "lora_rank"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key!r} must be an integer, got {value!r}")
         return value
@@ -129,7 +153,7 @@ def _coerce(key: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key!r} must be an integer, got {value!r}")
         return value
-    if key in ("lr", "weight_decay", "warmup"):
+    if key in ("lr", "weight_decay", "warmup", "lora_alpha"):
         if value is None and key == "lr":
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -253,6 +277,7 @@ def resolve(config: RunConfig) -> RunConfig:
         raise ConfigError(f"weight decay must be >= 0, got {config.weight_decay}")
     if not 0 <= config.warmup < 1:
         raise ConfigError(f"warmup must be a fraction in [0, 1), got {config.warmup}")
+    _check_lora(config)
     if not _DEVICE_RE.match(config.device):
         raise ConfigError(f"unknown device {config.device!r}: use auto, cpu or cuda[:i]")
     if config.name is not None and not _NAME_RE.match(config.name):
@@ -263,11 +288,31 @@ def resolve(config: RunConfig) -> RunConfig:
     lr = config.lr
     if lr is None:
         from_scratch = pretrained is None and not config.model.startswith(("hf-hub:", "local-dir:"))
-        lr = LR_FROM_SCRATCH if from_scratch else LR_PRETRAINED
+        lr = LR_FROM_SCRATCH if from_scratch else LR_LORA_PRETRAINED if config.tune == "lora" else LR_PRETRAINED
     resolved = replace(config, pretrained=pretrained, lr=lr)
     if resolved.name is None:
         resolved = replace(resolved, name=auto_name(resolved))
     return resolved
+
+
+def _check_lora(config: RunConfig) -> None:
+    """The LoRA fields: in range, well-formed, and left at their defaults unless ``tune = "lora"``."""
+    if config.tune != "lora":
+        default = RunConfig()
+        changed = [k for k in ("lora_rank", "lora_alpha", "lora_targets") if getattr(config, k) != getattr(default, k)]
+        if changed:
+            raise ConfigError(f"{changed[0].replace('_', ' ')} applies only with tune = 'lora' (tune is {config.tune!r})")
+        return
+    if not 1 <= config.lora_rank <= LORA_RANK_MAX:
+        raise ConfigError(f"lora rank must be in 1..{LORA_RANK_MAX}, got {config.lora_rank}")
+    if not (math.isfinite(config.lora_alpha) and config.lora_alpha > 0):
+        raise ConfigError(f"lora alpha must be a finite number > 0, got {config.lora_alpha}")
+    for t in config.lora_targets:
+        if not _TARGET_RE.match(t):
+            raise ConfigError(f"lora target {t!r} is not a module name (letters, digits, _ and dots, e.g. c_fc or mlp.c_fc)")
+    dup = sorted({t for t in config.lora_targets if config.lora_targets.count(t) > 1})
+    if dup:
+        raise ConfigError(f"lora target {dup[0]!r} appears twice")
 
 
 def stage_labels(config: RunConfig) -> list[str]:

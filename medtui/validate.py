@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from medtui.config import RunConfig, resolve
 from medtui.data.registry import TaskRegistry
-from medtui.models.catalog import check_model
+from medtui.models.catalog import check_lora_targets, check_model
 
 
 def check_config(config: RunConfig) -> RunConfig:
@@ -19,4 +19,6 @@ def check_config(config: RunConfig) -> RunConfig:
     for name in cfg.columns:
         registry.get(name)
     check_model(cfg.model)
+    if cfg.tune == "lora":
+        check_lora_targets(cfg.model, cfg.lora_targets)
     return replace(cfg, data_dir=str(registry.data_dir))

@@ -50,7 +50,7 @@ def count_runs(db: Path) -> int:
         (["--lr", "0"], "learning rate must be > 0"),
         (["--max-train", "0"], "max train must be > 0"),
         (["--device", "gpu7"], "unknown device"),
-        (["--tune", "lora"], "unknown tuning mode"),
+        (["--tune", "adapters"], "unknown tuning mode"),
         (["--tasks", "synth-derm", "--heldout", "synth-derm"], "both trained and held out"),
         (["--tasks", "chestmnist"], "multi-label"),
         (["--epochs", "three"], "Invalid value for '--epochs'"),

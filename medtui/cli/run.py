@@ -31,7 +31,7 @@ def build_config(config_file: Optional[Path], overrides: dict[str, Any], tasks_f
         names = {t.get("name") for t in declared}
         base = replace(base, user_tasks=tuple(t for t in base.user_tasks if t.get("name") not in names) + declared)
     given = {k: v for k, v in overrides.items() if v is not None}
-    for key in ("tasks", "heldout"):
+    for key in ("tasks", "heldout", "lora_targets"):
         if key in given:
             given[key] = tuple(t for t in (s.strip() for s in given[key].split(",")) if t)
     return check_config(replace(base, **given))
@@ -47,7 +47,12 @@ def run(
     buffer_size: Optional[int] = typer.Option(None, "--buffer-size", help="Rehearsal buffer in samples (continual only)."),
     model: Optional[str] = typer.Option(None, "--model", help="open_clip architecture, hf-hub:ORG/REPO or local-dir:PATH."),
     pretrained: Optional[str] = typer.Option(None, "--pretrained", help="Pretrained tag (e.g. openai), checkpoint PATH, or none."),
-    tune: Optional[str] = typer.Option(None, "--tune", help="full | vision | head"),
+    tune: Optional[str] = typer.Option(None, "--tune", help="full | vision | head | lora"),
+    lora_rank: Optional[int] = typer.Option(None, "--lora-rank", help="LoRA rank r (with --tune lora; default 8)."),
+    lora_alpha: Optional[float] = typer.Option(None, "--lora-alpha", help="LoRA alpha; adapters are scaled by alpha/r (default 16)."),
+    lora_targets: Optional[str] = typer.Option(
+        None, "--lora-targets", help="LoRA target modules, comma-separated (default: attention and MLP projections)."
+    ),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs per stage."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Training batch size."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default: 1e-3 from scratch, 1e-5 pretrained)."),
@@ -77,6 +82,7 @@ def run(
             tasks=tasks, heldout=heldout, paradigm=paradigm, buffer_size=buffer_size, model=model, pretrained=pretrained,
             tune=tune, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, name=name,
             max_train=max_train, max_test=max_test, shots=shots, data_dir=data_dir,
+            lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets,
         ),
         tasks_file,
     )
