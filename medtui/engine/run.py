@@ -84,7 +84,7 @@ def save_checkpoint(path: Path, model: ClipClassifier, state: dict[str, Any], ke
     """Write a stage checkpoint atomically and prune all but the newest ``keep`` in its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), **state}, tmp)
+    torch.save({"model": model.checkpoint_state(), **state}, tmp)
     os.replace(tmp, path)
     older = sorted(path.parent.glob("stage-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
     for p in older[:-keep] if keep else older:
@@ -135,21 +135,23 @@ def _run(
 
     seed_everything(config.seed)  # model initialisation does not depend on how data loading used the RNG
     loaded = load_clip(config.model, config.pretrained, device)
-    model = ClipClassifier(loaded, [t.spec for t in tensors], config.tune).to(device)
+    model = ClipClassifier.from_config(loaded, [t.spec for t in tensors], config).to(device)
     paradigm = build(config)
     stages = paradigm.stages()
     initial = None
     if any(s.reset for s in stages):
-        initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        initial = {k: v.detach().clone() for k, v in model.checkpoint_state().items()}
 
     start = 0
     if resume is not None:
         state = torch.load(resume.checkpoint, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
+        model.load_checkpoint_state(state["model"])
         paradigm.load_state_dict(state.get("paradigm", {}))
         start = int(state["stage"])
         emit(LogLine("info", f"resuming after stage {start} from {resume.checkpoint.name}"))
 
+    if model.lora_targets:
+        emit(LogLine("info", f"LoRA rank {config.lora_rank}, alpha {config.lora_alpha:g} on {model.lora_summary}"))
     n_params = sum(p.numel() for p in model.parameters())
     n_train = sum(p.numel() for p in model.trainable_parameters())
     emit(
@@ -186,7 +188,7 @@ def _run(
             raise RunCancelled(f"cancelled before stage {stage.index}")
         t0 = time.perf_counter()
         if stage.reset and initial is not None:
-            model.load_state_dict(initial)
+            model.load_checkpoint_state(initial)
         torch.manual_seed(config.seed * 1_000_003 + stage.index)
         ctx = StageContext(
             stage=stage,

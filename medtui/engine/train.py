@@ -171,9 +171,9 @@ def recalibrate_norm_stats(
     After a few dozen optimizer steps the running averages (momentum 0.1) lag the weights
     they normalise, and evaluation in eval mode suffers; a forward pass in train mode with
     cumulative averaging (``momentum=None``, as in SWA's ``update_bn``) fixes that. Layers
-    of a frozen tower are left alone. Returns the number of layers updated.
+    of a frozen tower are left alone (``head`` and ``lora``: the statistics belong to the frozen weights). Returns the number of layers updated.
     """
-    if model.tune == "head":
+    if model.frozen_base:
         return 0
     norms = [m for m in model.clip.visual.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     if not norms:
