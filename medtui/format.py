@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from medtui.config import LORA_KEYS
+
 
 def fmt_pct(x: float | None, digits: int = 1) -> str:
     """A fraction as a percentage, ``—`` for missing."""
@@ -55,3 +57,17 @@ def progress_text(run: dict[str, Any]) -> str:
     stage, n = p.get("stage", 0), p["n_stages"]
     pct = int(100 * p.get("step", 0) / p["n_steps"]) if p.get("n_steps") else 0
     return f"stage {stage}/{n} {pct}%"
+
+
+def fmt_trained(progress: dict[str, Any] | None) -> str | None:
+    """``73,068 of 8,571,741 parameters trained (0.85%)`` from a run's progress; None before the run started."""
+    p = progress or {}
+    n_train, n_all = p.get("n_trainable"), p.get("n_params")
+    if n_train is None or not n_all:
+        return None
+    return f"{n_train:,} of {n_all:,} parameters trained ({100 * n_train / n_all:.2g}%)"
+
+
+def config_items(config: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A stored config's (key, value) pairs to show, without the LoRA keys of a run that does not use LoRA."""
+    return [(k, v) for k, v in config.items() if k not in LORA_KEYS or config.get("tune") == "lora"]

@@ -12,7 +12,7 @@ from medtui.cli import DB_HELP, app
 from medtui.cli.common import db_path, open_store, print_json
 from medtui.cli.tables import console, heat_table, metrics_table, new_table
 from medtui.eta import fmt_eta, run_eta
-from medtui.format import fmt_duration, fmt_metric, fmt_time, progress_text, run_duration
+from medtui.format import fmt_duration, fmt_metric, fmt_time, fmt_trained, progress_text, run_duration
 from medtui.errors import UsageError
 from medtui.store.compare import EXPORTERS, FORMATS, compare as compare_runs, sections
 
@@ -129,6 +129,12 @@ def show(
     )
     if detail["status"] == "running":
         out.print(f"{progress_text(detail)} · {fmt_eta(run_eta(detail))}")
+    if cfg.get("tune") == "lora":
+        targets = ", ".join(cfg.get("lora_targets") or []) or "defaults for the architecture"
+        out.print(f"lora rank {cfg['lora_rank']} · alpha {cfg['lora_alpha']} · targets {targets}", markup=False)
+    trained = fmt_trained(detail.get("progress"))
+    if trained:
+        out.print(trained, markup=False)
     out.print(heat_table(detail))
     out.print(metrics_table(detail["metrics"]))
     if detail["buffer"]["per_task"]:

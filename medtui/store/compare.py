@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from medtui.config import LORA_KEYS
 from medtui.metrics import HIGHER_IS_BETTER, METRIC_NAMES
 from medtui.store.store import Store
 
@@ -62,8 +63,9 @@ def compare(store: Store, run_ids: list[int]) -> Comparison:
     """Gather what a comparison of ``run_ids`` (baseline first) shows."""
     runs = [store.detail(i) for i in run_ids]
     keys: list[str] = []
+    skip = _SKIP_KEYS if any(r["config"].get("tune") == "lora" for r in runs) else _SKIP_KEYS | set(LORA_KEYS)
     for r in runs:
-        keys += [k for k in r["config"] if k not in keys and k not in _SKIP_KEYS]
+        keys += [k for k in r["config"] if k not in keys and k not in skip]
     diff, same = {}, {}
     for k in keys:
         vals = [r["config"].get(k) for r in runs]

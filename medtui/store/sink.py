@@ -56,6 +56,7 @@ class StoreSink:
             self._progress(
                 n_stages=len(event.rows) - 1, stage=event.start_row, step=0, n_steps=0,
                 plan=event.plan, rows_done=event.start_row + 1 if event.start_row else 0,
+                n_params=event.n_params, n_trainable=event.n_trainable,
             )
             s.log(rid, f"{event.n_params:,} parameters, {event.n_trainable:,} trained; weights: {event.weights}; device {event.device}")
         elif isinstance(event, StageStarted):

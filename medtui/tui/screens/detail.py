@@ -23,7 +23,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, ProgressBar, RichLog, Sparkline, Static, TabbedContent, TabPane
 
 from medtui.errors import MedtuiError, StoreError
-from medtui.format import fmt_duration, fmt_metric, fmt_time, run_duration
+from medtui.format import config_items, fmt_duration, fmt_metric, fmt_time, fmt_trained, run_duration
 from medtui.jobs import queue
 from medtui.metrics import METRIC_HELP, METRIC_NAMES
 from medtui.tui.data import DetailState, RunUpdated
@@ -267,8 +267,8 @@ class RunDetailScreen(Screen):
             self._show_metrics(d)
         if prev.get("buffer") != d.get("buffer"):
             self._show_buffer(d)
-        if prev.get("config") != d.get("config"):
-            self._show_config(d["config"])
+        if prev.get("config") != d.get("config") or fmt_trained(prev.get("progress")) != fmt_trained(d.get("progress")):
+            self._show_config(d["config"], fmt_trained(d.get("progress")))
         if steps:
             st.last_step_id = steps[-1]["id"]
             st.losses.extend(float(s["loss"]) for s in steps if s.get("loss") is not None)
@@ -340,10 +340,12 @@ class RunDetailScreen(Screen):
             classes = b.get("per_class", {}).get(task) or []
             table.add_row(task, Text(str(n), justify="right"), _bar(n, budget), " ".join(map(str, classes)) or "—", key=task)
 
-    def _show_config(self, config: dict[str, Any]) -> None:
+    def _show_config(self, config: dict[str, Any], trained: str | None) -> None:
         table = self.query_one("#detail-config", DataTable)
         table.clear()
-        for key, value in config.items():
+        if trained:
+            table.add_row(Text("parameters", style="bold"), trained, key="_parameters")
+        for key, value in config_items(config):
             table.add_row(Text(key, style="bold"), _config_value(value), key=key)
 
     # -- actions ------------------------------------------------------------------------------

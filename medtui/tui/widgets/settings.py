@@ -36,7 +36,7 @@ FIELDS: tuple[Field, ...] = (
     Field("buffer_size", "buffer", "int", "Replay buffer in samples, continual only (0 = plain fine-tuning)."),
     Field("model", "model", "text", "open_clip architecture, hf-hub:ORG/REPO or local-dir:PATH (→ completes).", "medtui-tiny"),
     Field("pretrained", "weights", "opttext", "Pretrained tag (openai…), a checkpoint path, or blank = random.", "none"),
-    Field("tune", "tune", "choice", "full: both towers · vision: image tower · head: linear heads only."),
+    Field("tune", "tune", "choice", "full: both towers · vision: image tower · head: linear heads only · lora: low-rank adapters."),
     Field("epochs", "epochs", "int", "Epochs per stage."),
     Field("batch_size", "batch size", "int", "Training batch size."),
     Field("lr", "learn rate", "optfloat", "Learning rate; blank = auto (1e-3 from scratch, 1e-5 pretrained).", "auto"),
