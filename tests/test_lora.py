@@ -266,3 +266,42 @@ def test_bad_lora_flags_are_one_line_errors_and_store_nothing(tmp_path: Path, ar
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and message in lines[0], r.stderr
     assert not db.exists()
+
+
+@pytest.mark.slow
+def test_killed_lora_run_resumes_to_the_same_matrix(pretrained: str, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from medtui.jobs.queue import reconcile
+    from medtui.store.store import Store
+
+    db = tmp_path / "k.db"
+    cli = [sys.executable, "-m", "medtui"]
+    args = ["--tasks", "synth-cxr-a,synth-derm,synth-histo", "--epochs", "3", "--max-train", "128", "--max-test", "48",
+            "--device", "cpu", "--tune", "lora", "--lr", "1e-3", "--pretrained", pretrained]
+    proc = subprocess.Popen([*cli, "run", "--headless", "--db", str(db), *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    rid = int(proc.stdout.readline())
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        with Store(db) as s:
+            if s.get_run(rid)["last_stage"] >= 1:
+                break
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    assert reconcile(db) == [rid]
+    with Store(db) as s:
+        assert s.detail(rid)["matrix"][2][0] is None  # killed during stage 2
+    r = subprocess.run([*cli, "resume", str(rid), "--db", str(db)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    ref = subprocess.run([*cli, "run", "--headless", "--json", "--db", str(db), *args], capture_output=True, text=True, timeout=300)
+    assert ref.returncode == 0, ref.stderr
+    with Store(db) as s:
+        resumed = s.detail(rid)
+    expected = json.loads(ref.stdout)["matrix"]
+    assert resumed["status"] == "finished" and resumed["matrix"] == expected
+    assert len({tuple(row) for row in expected}) > 1  # not a matrix of identical rows
