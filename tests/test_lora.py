@@ -305,3 +305,46 @@ def test_killed_lora_run_resumes_to_the_same_matrix(pretrained: str, tmp_path: P
     expected = json.loads(ref.stdout)["matrix"]
     assert resumed["status"] == "finished" and resumed["matrix"] == expected
     assert len({tuple(row) for row in expected}) > 1  # not a matrix of identical rows
+
+
+@pytest.mark.parametrize("model", ["medtui-tiny", "medtui-tiny-vit"])
+def test_the_torch_free_target_check_knows_the_real_layer_names(model: str) -> None:
+    from medtui.models.catalog import lora_layer_names
+
+    static = lora_layer_names(model)
+    assert static is not None
+    real = [t.name for t in lora.adaptable(load_clip(model, None).model)]
+    # every layer the check lets through exists, and every real layer can be named
+    assert all(any(lora.matches(n, r) for r in real) for n in static)
+    assert all(any(lora.matches(n, r) for n in static) for r in real)
+
+
+@pytest.mark.anyio
+async def test_run_detail_config_tab_shows_the_trained_parameter_count(tmp_path: Path) -> None:
+    from textual.widgets import DataTable
+
+    from helpers import new_app, until
+    from medtui.store.sink import StoreSink
+    from medtui.store.store import Store
+    from medtui.tui.screens.detail import RunDetailScreen
+
+    db = tmp_path / "d.db"
+    with Store(db) as s:
+        lora_id = s.create_run(fast_config(tune="lora", lora_rank=4), status="running")
+        full_id = s.create_run(fast_config(), status="running")
+        for rid, n in ((lora_id, 16384), (full_id, 3386112)):
+            StoreSink(s, rid)(RunStarted(
+                rows=["zero-shot", "after a"], columns=["synth-cxr-a"], heldout=[], device="cpu", weights="random",
+                fingerprints={}, n_params=3418881 if rid == lora_id else 3386113, n_trainable=n, start_row=0,
+            ))
+    app = new_app(db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for rid, trained, lora_shown in ((lora_id, "16,384 of 3,418,881 parameters trained", True),
+                                         (full_id, "3,386,112 of 3,386,113 parameters trained", False)):
+            app.open_run(rid)
+            await until(pilot, lambda: isinstance(app.screen, RunDetailScreen) and app.screen.updates, what="the detail")
+            table = app.screen.query_one("#detail-config", DataTable)
+            assert trained in str(table.get_cell("_parameters", "value"))
+            keys = [str(k.value) for k in table.rows]
+            assert ("lora_rank" in keys) == lora_shown and ("lora_targets" in keys) == lora_shown
+            await pilot.press("escape")
