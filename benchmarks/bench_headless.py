@@ -5,7 +5,7 @@
     python benchmarks/bench_headless.py --device cuda --model ViT-B-16 --image-size 224 --batch-size 256
 
 The throughput comparison trains the same model on the same uint8 data with the same
-optimizer and loss, once through medtui's stage loop (``train_stage``, with its paradigm
+optimizer and loss, once through medtui's stage loop (``train_stage``, with its method
 hooks, progress events and cancellation checks) and once as a plain loop written against
 open_clip directly; the rounds alternate so that both see the same machine state.
 """
@@ -31,7 +31,10 @@ from medtui.engine.tensors import to_task_tensors
 from medtui.engine.train import autocast, cosine_lr, epoch_batches, train_stage
 from medtui.models.classifier import ClipClassifier
 from medtui.models.clip import load_clip
-from medtui.paradigms.base import Stage, StageContext, build
+from medtui.engine.frozen import FrozenModels
+from medtui.engine.run import build_method
+from medtui.methods.base import HookContext
+from medtui.protocols import Stage
 
 DEFAULT_BUDGET_S = 120.0
 RATIO_BUDGET = 0.90
@@ -65,12 +68,13 @@ def medtui_round(cfg: RunConfig, task: TaskData, device: torch.device) -> float:
     torch.manual_seed(0)
     tt = to_task_tensors(task, device)
     model = ClipClassifier(load_clip(cfg.model, cfg.pretrained, device), [tt.spec], cfg.tune).to(device)
-    paradigm = build(cfg)
+    method = build_method(cfg)
     stage = Stage(1, "bench", ("bench",))
-    ctx = StageContext(stage, {"bench": tt.train.labels_np}, {"bench": 2}, np.random.default_rng(0), lambda e: None, cfg.batch_size)
+    ctx = HookContext(stage, [stage], model, {"bench": tt}, device, cfg.amp, cfg, np.random.default_rng(1),
+                      lambda e: None, FrozenModels(None), lambda name: None)
     _sync(device)
     t0 = time.perf_counter()
-    train_stage(model, paradigm, ctx, {"bench": tt}, cfg, device, lambda: False)
+    train_stage(model, method, None, ctx, cfg, device, lambda: False, np.random.default_rng(0))
     _sync(device)
     return len(tt.train) * cfg.epochs / (time.perf_counter() - t0)
 

@@ -18,10 +18,14 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from medtui.errors import ConfigError
+from medtui.protocols import PROTOCOLS, protocol_names
 
-PARADIGMS: tuple[str, ...] = ("specialized", "joint", "continual")
 TUNE_MODES: tuple[str, ...] = ("full", "vision", "head", "lora")
 AMP_MODES: tuple[str, ...] = ("auto", "off", "bf16", "fp16")
+#: How a joint stage draws its batches: ``balanced`` gives every task the same share of each
+#: epoch (small tasks repeat, large ones are subsampled), ``proportional`` draws in proportion
+#: to task size (every sample once per epoch).
+JOINT_SAMPLING: tuple[str, ...] = ("balanced", "proportional")
 DEFAULT_TASKS: tuple[str, ...] = ("synth-cxr-a", "synth-cxr-b", "synth-derm", "synth-histo", "synth-blood")
 DEFAULT_MODEL = "medtui-tiny"
 #: Learning rates chosen when ``lr`` is left unset: random weights need a large step,
@@ -46,8 +50,12 @@ class RunConfig:
 
     ``tasks`` is the training sequence (its order matters for ``continual``);
     ``heldout`` tasks are evaluated at every point but never trained on.
-    ``buffer_size`` is the rehearsal budget in samples (``continual`` only; 0 = plain
-    sequential fine-tuning). ``pretrained`` is an open_clip tag (``openai``), a local
+    ``paradigm`` is the protocol (:mod:`medtui.protocols`: specialized, joint, continual).
+    ``method`` is how a continual stage trains (:mod:`medtui.methods`; ``naive`` = plain
+    fine-tuning) and ``method_opts`` its options, stored resolved (every default filled in).
+    ``buffer_size`` is the rehearsal budget in samples (``continual`` only, any method;
+    0 = no replay). ``joint_sampling`` is how a joint stage draws its batches (see
+    :data:`JOINT_SAMPLING`). ``pretrained`` is an open_clip tag (``openai``), a local
     checkpoint path, or None for random weights; ``model`` may be an ``hf-hub:`` id.
     ``lr`` None means "choose for me" (see :func:`resolve`). ``max_train``/``max_test``
     cap each task's split with a class-stratified, seeded subsample. ``shots`` K > 0 keeps
@@ -66,7 +74,10 @@ class RunConfig:
     tasks: tuple[str, ...] = DEFAULT_TASKS
     heldout: tuple[str, ...] = ()
     paradigm: str = "continual"
+    method: str = "naive"
+    method_opts: Mapping[str, Any] = field(default_factory=dict)
     buffer_size: int = 0
+    joint_sampling: str = "balanced"
     model: str = DEFAULT_MODEL
     pretrained: str | None = None
     tune: str = "full"
@@ -97,6 +108,7 @@ class RunConfig:
         d["heldout"] = list(self.heldout)
         d["lora_targets"] = list(self.lora_targets)
         d["user_tasks"] = [dict(t) for t in self.user_tasks]
+        d["method_opts"] = dict(self.method_opts)
         return d
 
     @property
@@ -107,7 +119,7 @@ class RunConfig:
     @property
     def n_stages(self) -> int:
         """Number of training stages (rows after row 0)."""
-        return 1 if self.paradigm == "joint" else len(self.tasks)
+        return len(stage_labels(self))
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(RunConfig))
@@ -139,6 +151,10 @@ def _coerce(key: str, value: Any) -> Any:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, Mapping) for v in value):
             raise ConfigError("'task' must be an array of tables ([[task]])")
         return tuple(dict(v) for v in value)
+    if key == "method_opts":
+        if not isinstance(value, Mapping):
+            raise ConfigError("'method_opts' must be a table of method options")
+        return dict(value)
     if key == "recalibrate_bn":
         if not isinstance(value, bool):
             raise ConfigError(f"{key!r} must be true or false, got {value!r}")
@@ -176,6 +192,16 @@ def from_mapping(data: Mapping[str, Any], base: RunConfig | None = None, origin:
     A ``task`` key (TOML ``[[task]]`` tables) declares user tasks. Values override ``base``.
     """
     updates: dict[str, Any] = {}
+    data = dict(data)
+    method = data.get("method")
+    if isinstance(method, Mapping):  # a TOML [method] table: its name and its options
+        table = dict(method)
+        if not isinstance(table.get("name"), str):
+            raise ConfigError(f"{origin}: the [method] table needs a name (e.g. name = \"lwf\")")
+        data["method"] = table.pop("name")
+        data["method_opts"] = {**table, **dict(data.get("method_opts") or {})}
+    elif "method" in data and "method_opts" not in data:
+        data["method_opts"] = {}  # a new method does not inherit another method's options
     for key, value in data.items():
         k = "user_tasks" if key == "task" else key.replace("-", "_")
         if k not in FIELD_NAMES:
@@ -218,19 +244,22 @@ def to_toml(config: RunConfig) -> str:
 
     d = config.to_dict()
     user_tasks = d.pop("user_tasks")
-    out = {k: v for k, v in d.items() if v is not None}
+    opts = d.pop("method_opts")
+    out = {k: v for k, v in d.items() if v is not None and k != "method"}
+    out["method"] = {"name": config.method, **opts}
     if user_tasks:
         out["task"] = user_tasks
     return tomli_w.dumps(out)
 
 
 def auto_name(config: RunConfig) -> str:
-    """A short readable default name: paradigm, buffer and the sequence."""
+    """A short readable default name: protocol, method, buffer and the sequence."""
     seq = "→".join(t.removeprefix("synth-") for t in config.tasks)
     if len(seq) > 40:
         seq = f"{len(config.tasks)} tasks"
+    method = f"+{config.method}" if config.method != "naive" else ""
     buf = f"+buf{config.buffer_size}" if config.buffer_size else ""
-    return f"{config.paradigm}{buf} {seq}"
+    return f"{config.paradigm}{method}{buf} {seq}"
 
 
 def resolve(config: RunConfig) -> RunConfig:
@@ -238,8 +267,15 @@ def resolve(config: RunConfig) -> RunConfig:
 
     Task names are checked against the registry separately (that needs the data layer).
     """
-    if config.paradigm not in PARADIGMS:
-        raise ConfigError(f"unknown paradigm {config.paradigm!r}: choose one of {', '.join(PARADIGMS)}")
+    from medtui.methods import resolve_options
+
+    if config.paradigm not in PROTOCOLS:
+        raise ConfigError(f"unknown paradigm {config.paradigm!r}: choose one of {', '.join(protocol_names())}")
+    if config.joint_sampling not in JOINT_SAMPLING:
+        raise ConfigError(f"unknown joint sampling {config.joint_sampling!r}: choose one of {', '.join(JOINT_SAMPLING)}")
+    method_opts = resolve_options(config.method, config.method_opts)
+    if config.method != "naive" and not PROTOCOLS[config.paradigm].sequential:
+        raise ConfigError(f"method {config.method!r} applies to continual runs only, not {config.paradigm} (use --method naive)")
     if config.tune not in TUNE_MODES:
         raise ConfigError(f"unknown tuning mode {config.tune!r}: choose one of {', '.join(TUNE_MODES)}")
     if config.amp not in AMP_MODES:
@@ -255,7 +291,7 @@ def resolve(config: RunConfig) -> RunConfig:
         raise ConfigError(f"task {both[0]!r} is both trained and held out")
     if config.buffer_size < 0:
         raise ConfigError(f"buffer size must be >= 0, got {config.buffer_size}")
-    if config.buffer_size > 0 and config.paradigm != "continual":
+    if config.buffer_size > 0 and not PROTOCOLS[config.paradigm].sequential:
         raise ConfigError(
             f"a replay buffer (buffer size {config.buffer_size}) only applies to the continual paradigm, not {config.paradigm}"
         )
@@ -289,7 +325,7 @@ def resolve(config: RunConfig) -> RunConfig:
     if lr is None:
         from_scratch = pretrained is None and not config.model.startswith(("hf-hub:", "local-dir:"))
         lr = LR_FROM_SCRATCH if from_scratch else LR_LORA_PRETRAINED if config.tune == "lora" else LR_PRETRAINED
-    resolved = replace(config, pretrained=pretrained, lr=lr)
+    resolved = replace(config, pretrained=pretrained, lr=lr, method_opts=method_opts)
     if resolved.name is None:
         resolved = replace(resolved, name=auto_name(resolved))
     return resolved
@@ -317,7 +353,5 @@ def _check_lora(config: RunConfig) -> None:
 
 def stage_labels(config: RunConfig) -> list[str]:
     """Row labels of the stages (rows 1..T): ``after TASK`` (continual), ``model TASK`` (specialized), ``joint``."""
-    if config.paradigm == "joint":
-        return ["joint"]
-    prefix = "model" if config.paradigm == "specialized" else "after"
-    return [f"{prefix} {t}" for t in config.tasks]
+    protocol = PROTOCOLS.get(config.paradigm, PROTOCOLS["continual"])
+    return [s.label for s in protocol.stages(config.tasks)]

@@ -56,7 +56,11 @@ class StageStarted(Event):
 
 @dataclass(frozen=True)
 class StepLogged(Event):
-    """Training progress: mean loss over the steps since the last log, lr, samples per second."""
+    """Training progress: mean loss over the steps since the last log, lr, samples per second.
+
+    ``components`` splits the loss by name (``task``, ``replay``, ``distill``, ``penalty``…),
+    each the mean over the same steps; they add up to ``loss``.
+    """
 
     stage: int
     step: int
@@ -65,6 +69,7 @@ class StepLogged(Event):
     loss: float
     lr: float
     throughput: float
+    components: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

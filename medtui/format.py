@@ -71,3 +71,10 @@ def fmt_trained(progress: dict[str, Any] | None) -> str | None:
 def config_items(config: dict[str, Any]) -> list[tuple[str, Any]]:
     """A stored config's (key, value) pairs to show, without the LoRA keys of a run that does not use LoRA."""
     return [(k, v) for k, v in config.items() if k not in LORA_KEYS or config.get("tune") == "lora"]
+
+
+def fmt_method(config: dict[str, Any]) -> str:
+    """A stored config's method with its options: ``lwf (temperature=2.0, weight=1.0)``; ``naive``."""
+    name = config.get("method") or "naive"
+    opts = config.get("method_opts") or {}
+    return f"{name} ({', '.join(f'{k}={v}' for k, v in opts.items())})" if opts else name

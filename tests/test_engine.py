@@ -92,6 +92,22 @@ def test_zero_shot_row_is_the_untrained_model() -> None:
     assert a[0] == b[0]
 
 
+def test_specialized_stages_restart_from_the_pretrained_weights() -> None:
+    # stage 2 trains on synth-derm from the initial weights whatever stage 1 trained on, so its evaluation
+    # of synth-derm (accuracy, AUC, per class) is the same in two runs whose first task differs
+    def derm_at_row2(sink: ListSink) -> tuple:
+        (e,) = [e for e in sink.of(TaskEvaluated) if e.row == 2 and e.task == "synth-derm"]
+        return e.accuracy, e.auc, e.per_class
+
+    sink_a, _ = run(paradigm="specialized", tasks=("synth-cxr-a", "synth-derm"))
+    sink_b, _ = run(paradigm="specialized", tasks=("synth-histo", "synth-derm"))
+    assert derm_at_row2(sink_a) == derm_at_row2(sink_b)
+    # continual stage 2 starts from stage 1's model: there the same comparison differs
+    sink_c, _ = run(paradigm="continual", tasks=("synth-cxr-a", "synth-derm"))
+    sink_d, _ = run(paradigm="continual", tasks=("synth-histo", "synth-derm"))
+    assert derm_at_row2(sink_c) != derm_at_row2(sink_d)
+
+
 def test_cancel_stops_after_the_current_step() -> None:
     from medtui.errors import RunCancelled
 

@@ -317,3 +317,25 @@ def test_the_form_and_its_check_do_not_import_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+async def test_method_options_are_drawn_from_the_method(tmp_path: Path) -> None:
+    app = make_app(tmp_path / "s.db", refresh_s=SLOW_POLL)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_form(pilot)
+        assert not screen.query("#method-opts Input")  # naive has no options
+        await choose(pilot, "method", "lwf")
+        await pilot.pause()
+        boxes = {b.id: b.value for b in screen.query("#method-opts Input").results(Input)}
+        assert boxes == {"o-temperature": "2.0", "o-weight": "1.0"}
+        await focus(pilot, "o-weight")
+        assert "weight:" in str(screen.query_one("#new-hint", Static).render())
+        await pilot.press("end", "ctrl+u", *"abc")
+        assert "option 'weight' must be a float, got 'abc'" in message(app)
+        await pilot.press("ctrl+u", "3")
+        assert screen.form_config().method_opts == {"temperature": 2.0, "weight": 3}
+        assert screen.resolved is not None and screen.resolved.method_opts["weight"] == 3.0
+        await choose(pilot, "paradigm", "joint")
+        assert "applies to continual runs only" in message(app)
+        assert screen.query_one("#row-method").has_class("-inactive")
+        assert not screen.query_one("#row-joint_sampling").has_class("-inactive")

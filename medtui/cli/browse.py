@@ -121,7 +121,7 @@ def show(
     out.print(f"[bold]run {detail['id']}[/] · {detail['name']} · {detail['status']}" + (f" · {detail['error']}" if detail["error"] else ""))
     cfg = detail["config"]
     out.print(
-        f"{cfg['paradigm']} · buffer {cfg['buffer_size']} · {cfg['model']} ({detail['weights'] or cfg['pretrained'] or 'random'}) · "
+        f"{cfg['paradigm']} · {_protocol_extra(cfg)} · {cfg['model']} ({detail['weights'] or cfg['pretrained'] or 'random'}) · "
         f"tune {cfg['tune']} · {cfg['epochs']} epochs · bs {cfg['batch_size']} · lr {cfg['lr']} · seed {cfg['seed']}"
         + (f" · {cfg['shots']} shots" if cfg.get("shots") else "")
         + f" · {detail['device'] or cfg['device']}",
@@ -139,6 +139,36 @@ def show(
     out.print(metrics_table(detail["metrics"]))
     if detail["buffer"]["per_task"]:
         out.print("buffer: " + ", ".join(f"{t} {n}" for t, n in detail["buffer"]["per_task"].items()) + f" (budget {detail['buffer']['budget']})")
+
+
+def _protocol_extra(cfg: dict[str, Any]) -> str:
+    """What goes with the protocol: the method and buffer (continual) or the sampling (joint)."""
+    from medtui.format import fmt_method
+
+    if cfg["paradigm"] == "joint":
+        return f"sampling {cfg.get('joint_sampling', 'proportional')}"
+    if cfg["paradigm"] == "continual":
+        return f"method {fmt_method(cfg)} · buffer {cfg['buffer_size']}"
+    return "from pre-trained each"
+
+
+@app.command()
+def methods(json_out: bool = typer.Option(False, "--json", help="JSON to stdout.")) -> None:
+    """List the continual methods: what each does, its options with defaults, the paper it follows."""
+    from medtui.methods import describe
+
+    items = describe()
+    if json_out:
+        print_json(items)
+        return
+    out = _out()
+    for m in items:
+        out.print(f"[bold]{m['name']}[/] — {m['description']}")
+        out.print(f"  paper: {m['paper']}", markup=False)
+        for o in m["options"]:
+            out.print(f"  --opt {o['name']}={o['default']!r:<8} ({o['type']}) {o['help']}", markup=False)
+        if not m["options"]:
+            out.print("  (no options)")
 
 
 @app.command()

@@ -31,10 +31,28 @@ def build_config(config_file: Optional[Path], overrides: dict[str, Any], tasks_f
         names = {t.get("name") for t in declared}
         base = replace(base, user_tasks=tuple(t for t in base.user_tasks if t.get("name") not in names) + declared)
     given = {k: v for k, v in overrides.items() if v is not None}
+    method, opts = given.pop("method", None), given.pop("opts", None)
+    if method is not None and method != base.method:
+        base = replace(base, method=method, method_opts={})  # another method's options do not carry over
+    if opts:
+        base = replace(base, method_opts={**base.method_opts, **parse_opts(opts)})
     for key in ("tasks", "heldout", "lora_targets"):
         if key in given:
             given[key] = tuple(t for t in (s.strip() for s in given[key].split(",")) if t)
     return check_config(replace(base, **given))
+
+
+def parse_opts(items: list[str]) -> dict[str, Any]:
+    """``--opt KEY=VALUE`` flags as a dict; values read as TOML scalars (``0.5``, ``3``, ``true``) or strings."""
+    from medtui.methods import parse_value
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--opt {item!r}: expected KEY=VALUE (e.g. --opt lambda=0.5)")
+        out[key.strip()] = parse_value(value.strip())
+    return out
 
 
 @app.command()
@@ -44,7 +62,9 @@ def run(
     tasks: Optional[str] = typer.Option(None, "--tasks", help="Training sequence, comma-separated task names."),
     heldout: Optional[str] = typer.Option(None, "--heldout", help="Held-out tasks (evaluated, never trained), comma-separated."),
     paradigm: Optional[str] = typer.Option(None, "--paradigm", help="specialized | joint | continual"),
-    buffer_size: Optional[int] = typer.Option(None, "--buffer-size", help="Rehearsal buffer in samples (continual only)."),
+    method: Optional[str] = typer.Option(None, "--method", help="Continual method: naive, lwf, ewc, wise-ft, zscl (`medtui methods`)."),
+    opt: Optional[list[str]] = typer.Option(None, "--opt", help="A method option KEY=VALUE (repeatable)."),
+    buffer_size: Optional[int] = typer.Option(None, "--buffer-size", help="Rehearsal buffer in samples (continual, any method)."),
     model: Optional[str] = typer.Option(None, "--model", help="open_clip architecture, hf-hub:ORG/REPO or local-dir:PATH."),
     pretrained: Optional[str] = typer.Option(None, "--pretrained", help="Pretrained tag (e.g. openai), checkpoint PATH, or none."),
     tune: Optional[str] = typer.Option(None, "--tune", help="full | vision | head | lora"),
@@ -79,7 +99,7 @@ def run(
     cfg = build_config(
         config,
         dict(
-            tasks=tasks, heldout=heldout, paradigm=paradigm, buffer_size=buffer_size, model=model, pretrained=pretrained,
+            tasks=tasks, heldout=heldout, paradigm=paradigm, method=method, opts=opt, buffer_size=buffer_size, model=model, pretrained=pretrained,
             tune=tune, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, name=name,
             max_train=max_train, max_test=max_test, shots=shots, data_dir=data_dir,
             lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets,

@@ -1,8 +1,12 @@
 """One run from start to end: load tasks and model, evaluate zero-shot, then train and evaluate each stage.
 
-The engine reports everything through ``emit`` (see :mod:`medtui.events`) and
-never touches the store. Each stage is seeded from (seed, stage), so a run resumed
-from a stage checkpoint gives the same matrix as one that never stopped (on CPU).
+The protocol gives the stages, the method (:mod:`medtui.methods`) trains them through its
+hooks, the rehearsal buffer (when ``buffer_size > 0``) adds replay samples; the engine
+knows no method by name. It reports everything through ``emit`` (see
+:mod:`medtui.events`) and never touches the store. Each stage is seeded from (seed,
+stage), and the stage checkpoint holds the model, the method's state and the buffer, so
+a run resumed from it gives the same matrix as one that never stopped (on CPU).
+Checkpoints hold tensors and plain values only and load with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -20,20 +24,24 @@ import torch
 from medtui.config import RunConfig
 from medtui.data.registry import TaskRegistry
 from medtui.engine.evaluate import evaluate_row
+from medtui.engine.frozen import FrozenModels
 from medtui.engine.tensors import TaskTensors, to_task_tensors
 from medtui.engine.train import recalibrate_norm_stats, train_stage
 from medtui.eta import make_plan
 from medtui.format import fmt_duration
 from medtui.errors import ConfigError, MedtuiError, RunCancelled
 from medtui.events import Event, LogLine, RunFinished, RunStarted, StageFinished
+from medtui.methods import get_method
+from medtui.methods.base import HookContext, Method
 from medtui.models.classifier import ClipClassifier
 from medtui.models.clip import load_clip
-from medtui.paradigms.base import StageContext, build
+from medtui.paradigms.rehearsal import Rehearsal
+from medtui.protocols import PROTOCOLS
 
 
 @dataclass(frozen=True)
 class ResumePoint:
-    """Continue after row ``stage`` (its checkpoint holds the model and paradigm state)."""
+    """Continue after row ``stage`` (its checkpoint holds the model, method state and buffer)."""
 
     stage: int
     checkpoint: Path
@@ -93,6 +101,20 @@ def save_checkpoint(path: Path, model: ClipClassifier, state: dict[str, Any], ke
     return path
 
 
+def build_method(config: RunConfig) -> Method:
+    """The method object of a resolved config, with its options."""
+    cls = get_method(config.method)
+    return cls(cls.Options(**dict(config.method_opts)))
+
+
+def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    """A stage checkpoint, loaded with ``weights_only=True`` (tensors and plain values only)."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # a truncated or foreign file: say which, in one line
+        raise ConfigError(f"cannot load checkpoint {path.name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+
+
 def run_experiment(
     config: RunConfig,
     emit: Callable[[Event], None],
@@ -136,17 +158,20 @@ def _run(
     seed_everything(config.seed)  # model initialisation does not depend on how data loading used the RNG
     loaded = load_clip(config.model, config.pretrained, device)
     model = ClipClassifier.from_config(loaded, [t.spec for t in tensors], config).to(device)
-    paradigm = build(config)
-    stages = paradigm.stages()
-    initial = None
-    if any(s.reset for s in stages):
-        initial = {k: v.detach().clone() for k, v in model.checkpoint_state().items()}
+    stages = PROTOCOLS[config.paradigm].stages(config.tasks)
+    method = build_method(config)
+    replay = Rehearsal(config.buffer_size, config.seed) if config.buffer_size > 0 else None
+    keep_initial = method.needs_initial or any(s.reset for s in stages)
+    # the initial weights are those of the freshly built model, so a resumed run rebuilds them too
+    frozen = FrozenModels(FrozenModels.capture(model) if keep_initial else None)
 
     start = 0
     if resume is not None:
-        state = torch.load(resume.checkpoint, map_location=device, weights_only=False)
+        state = load_checkpoint(resume.checkpoint, device)
         model.load_checkpoint_state(state["model"])
-        paradigm.load_state_dict(state.get("paradigm", {}))
+        method.load_state_dict(state.get("method") or {})
+        if replay is not None:
+            replay.load_state_dict(state.get("buffer") or {})
         start = int(state["stage"])
         emit(LogLine("info", f"resuming after stage {start} from {resume.checkpoint.name}"))
 
@@ -183,29 +208,42 @@ def _run(
 
     train_labels = {t.spec.name: t.train.labels_np for t in tensors}
     n_classes = {t.spec.name: t.spec.n_classes for t in tensors}
+    registry = TaskRegistry(config.data_dir, config.user_tasks)
+
+    def load_task(name: str) -> TaskTensors:
+        """A task by name: a loaded one, else decoded now (e.g. a method's reference task)."""
+        if name not in by_name:
+            data = registry.load(name, max_train=config.max_train, max_test=config.max_test, seed=config.seed)
+            by_name[name] = to_task_tensors(data, device)
+        return by_name[name]
+
     for stage in stages[start:]:
         if should_stop():
             raise RunCancelled(f"cancelled before stage {stage.index}")
         t0 = time.perf_counter()
-        if stage.reset and initial is not None:
-            model.load_checkpoint_state(initial)
+        if stage.reset:
+            model.load_checkpoint_state(frozen.initial_state)
         torch.manual_seed(config.seed * 1_000_003 + stage.index)
-        ctx = StageContext(
-            stage=stage,
-            train_labels=train_labels,
-            n_classes=n_classes,
-            rng=np.random.default_rng([config.seed, stage.index]),
-            emit=emit,
-            batch_size=config.batch_size,
+        ctx = HookContext(
+            stage=stage, stages=stages, model=model, tasks=by_name, device=device, amp=config.amp, config=config,
+            rng=np.random.default_rng([config.seed, stage.index, 2]), emit=emit, frozen=frozen, load_task=load_task,
         )
-        train_stage(model, paradigm, ctx, by_name, config, device, should_stop)
-        if config.recalibrate_bn:
-            recalibrate_norm_stats(model, paradigm, ctx, by_name, config, device)
-        paradigm.after_stage(ctx)
+        rng = np.random.default_rng([config.seed, stage.index])
+        train_stage(model, method, replay, ctx, config, device, should_stop, rng)
+        method.after_stage(ctx)
+        if config.recalibrate_bn:  # after the method's weight surgery: the statistics must fit the evaluated weights
+            recalibrate_norm_stats(model, replay, stage.tasks, stage.index, by_name, config, device)
+        if replay is not None:
+            replay.admit(stage.index, stage.tasks, train_labels, n_classes, emit)
         for ev in evaluate_row(model, tensors, stage.index, stage.label, device, config.eval_batch_size, config.amp):
             emit(ev)
         ckpt = None
         if checkpoint_dir is not None and config.keep_checkpoints > 0:
-            state = {"stage": stage.index, "paradigm": paradigm.state_dict(), "config": config.to_dict()}
+            state = {
+                "stage": stage.index,
+                "method": method.state_dict(),
+                "buffer": replay.state_dict() if replay is not None else {},
+                "config": config.to_dict(),
+            }
             ckpt = str(save_checkpoint(checkpoint_dir / f"stage-{stage.index}.pt", model, state, config.keep_checkpoints))
         emit(StageFinished(stage.index, ckpt, time.perf_counter() - t0))

@@ -1,8 +1,10 @@
-"""The training loop of one stage: batches over the stage's tasks, the paradigm's hooks, AdamW.
+"""The training loop of one stage: batches over the stage's tasks, the method's hooks, AdamW.
 
 Batches may mix tasks (joint learning, replay): the image tower runs once over the
-whole batch, then each task group is scored against its own classes. Loss values
-stay on the device between log lines so that the loop does not wait on the GPU.
+whole batch, then each task group is scored against its own classes. The loop knows no
+method: it hands the method a :class:`~medtui.methods.base.Forward` and back-propagates
+the :class:`~medtui.methods.base.Loss` it returns. Loss values (the total and each named
+component) stay on the device between log lines so that the loop does not wait on the GPU.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from medtui.config import RunConfig
 from medtui.engine.tensors import TaskTensors
 from medtui.errors import RunCancelled
 from medtui.events import StageStarted, StepLogged
+from medtui.methods.base import Forward, Group, HookContext, Method
 from medtui.models.classifier import ClipClassifier
-from medtui.paradigms.base import Batch, Paradigm, StageContext
+from medtui.paradigms.rehearsal import Batch, Rehearsal
 
 #: Emit a progress event at most this often (seconds) and at the end of each epoch.
 LOG_INTERVAL_S = 1.0
@@ -45,6 +48,23 @@ def epoch_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.
         tail = batches.pop()
         batches[-1] = np.concatenate([batches[-1], tail])
     return batches
+
+
+def balanced_positions(task_ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An epoch of positions in which every task has the same share (joint ``balanced`` sampling).
+
+    The epoch keeps its length (the number of samples of all tasks together); each task
+    fills ``1/n`` of it by cycling through fresh permutations of its own samples, so a small
+    task repeats and a large one is subsampled without replacement.
+    """
+    tasks = np.unique(task_ids)
+    shares = [len(task_ids) // len(tasks) + (1 if i < len(task_ids) % len(tasks) else 0) for i in range(len(tasks))]
+    out = []
+    for t, share in zip(tasks, shares):
+        own = np.flatnonzero(task_ids == t)
+        reps = -(-share // len(own))
+        out.append(np.concatenate([rng.permutation(own) for _ in range(reps)])[:share])
+    return np.concatenate(out)
 
 
 def cosine_lr(step: int, total: int, warmup: int) -> float:
@@ -76,32 +96,40 @@ def gather_batch(
     return (torch.cat(xs) if len(xs) > 1 else xs[0]), groups
 
 
-def forward_groups(
-    model: ClipClassifier, tasks: dict[str, TaskTensors], batch: Batch, device: torch.device
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(logits, labels) per task in ``batch``, with one image-tower pass over the whole batch."""
-    x, groups = gather_batch(model, tasks, batch, device)
+def forward(model: ClipClassifier, tasks: dict[str, TaskTensors], batch: Batch, device: torch.device,
+            current: tuple[str, ...]) -> Forward:
+    """The batch through the model: one image-tower pass, then each task group's logits over its classes.
+
+    Groups of tasks outside ``current`` (the stage's tasks) are marked as replay.
+    """
+    x, named = gather_batch(model, tasks, batch, device)
     feats = model.encode_images(x)
-    out, start = [], 0
-    for name, y in groups:
-        out.append((model.logits(feats[start : start + len(y)], name), y))
+    groups, start = [], 0
+    for name, y in named:
+        f = feats[start : start + len(y)]
+        groups.append(Group(name, x[start : start + len(y)], y, f, model.logits(f, name), replay=name not in current))
         start += len(y)
-    return out
+    return Forward(x, feats, groups)
 
 
 def train_stage(
     model: ClipClassifier,
-    paradigm: Paradigm,
-    ctx: StageContext,
-    tasks: dict[str, TaskTensors],
+    method: Method,
+    replay: Rehearsal | None,
+    ctx: HookContext,
     config: RunConfig,
     device: torch.device,
     should_stop: Callable[[], bool],
+    rng: np.random.Generator,
 ) -> None:
-    """Train ``model`` for one stage (``config.epochs`` epochs over the stage's tasks)."""
-    stage = ctx.stage
+    """Train ``model`` for one stage (``config.epochs`` epochs over the stage's tasks).
+
+    ``rng`` is the stage's training stream (batch order, replay draws); the method has its own.
+    """
+    stage, tasks = ctx.stage, ctx.tasks
     names = list(stage.tasks)
     task_ids, sample_ids = stage_samples(names, tasks)
+    balanced = config.paradigm == "joint" and config.joint_sampling == "balanced" and len(names) > 1
     steps_per_epoch = len(epoch_batches(len(task_ids), config.batch_size, np.random.default_rng(0)))
     total = steps_per_epoch * config.epochs
     ctx.emit(StageStarted(stage.index, stage.label, names, total, int(len(task_ids))))
@@ -114,16 +142,24 @@ def train_stage(
 
     model.train()
     model.refresh_text_cache()
-    paradigm.before_stage(ctx)
+    method.before_stage(ctx)
     step = 0
     loss_sum = torch.zeros((), device=device)
+    parts_sum: dict[str, torch.Tensor] = {}
     since_log, seen, t_log = 0, 0, time.perf_counter()
     for epoch in range(1, config.epochs + 1):
-        batches = epoch_batches(len(task_ids), config.batch_size, ctx.rng)
+        if balanced:
+            order = balanced_positions(task_ids, rng)
+            batches = [order[b] for b in epoch_batches(len(order), config.batch_size, rng)]
+        else:
+            batches = epoch_batches(len(task_ids), config.batch_size, rng)
         for b_i, pos in enumerate(batches):
-            batch = paradigm.batch(ctx, Batch(names, task_ids[pos], sample_ids[pos]))
+            batch = Batch(names, task_ids[pos], sample_ids[pos])
+            if replay is not None:
+                batch = replay.batch(batch, config.batch_size, rng)
             with autocast(device, config.amp):
-                loss = paradigm.loss(ctx, forward_groups(model, tasks, batch, device))
+                out = method.loss(ctx, forward(model, tasks, batch, device, stage.tasks))
+            loss = out.total
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -134,7 +170,11 @@ def train_stage(
                 opt.step()
             sched.step()
             step += 1
+            ctx.step = step
+            method.after_step(ctx)
             loss_sum += loss.detach()
+            for k, v in out.components.items():
+                parts_sum[k] = parts_sum.get(k, torch.zeros((), device=device)) + v.detach().float()
             since_log += 1
             seen += len(batch.indices)
             last_of_epoch = b_i == len(batches) - 1
@@ -149,9 +189,11 @@ def train_stage(
                         loss=float(loss_sum.item()) / since_log,
                         lr=float(sched.get_last_lr()[0]),
                         throughput=seen / max(now - t_log, 1e-9),
+                        components={k: float(v.item()) / since_log for k, v in parts_sum.items()},
                     )
                 )
                 loss_sum.zero_()
+                parts_sum.clear()
                 since_log, seen, t_log = 0, 0, now
             if should_stop():
                 raise RunCancelled(f"cancelled during stage {stage.index}, step {step}/{total}")
@@ -160,8 +202,9 @@ def train_stage(
 @torch.no_grad()
 def recalibrate_norm_stats(
     model: ClipClassifier,
-    paradigm: Paradigm,
-    ctx: StageContext,
+    replay: Rehearsal | None,
+    stage_tasks: tuple[str, ...],
+    stage_index: int,
     tasks: dict[str, TaskTensors],
     config: RunConfig,
     device: torch.device,
@@ -182,17 +225,18 @@ def recalibrate_norm_stats(
     for m in norms:
         m.reset_running_stats()
         m.momentum = None
-    names = list(ctx.stage.tasks)
+    names = list(stage_tasks)
     task_ids, sample_ids = stage_samples(names, tasks)
     was_training = model.training
     model.train()
     # a separate stream: the pass must not shift the training stream of a resumed run
-    rng = np.random.default_rng([config.seed, ctx.stage.index, 1])
-    replay_ctx = StageContext(ctx.stage, ctx.train_labels, ctx.n_classes, rng, ctx.emit, ctx.batch_size)
+    rng = np.random.default_rng([config.seed, stage_index, 1])
     try:
         with autocast(device, config.amp):
             for pos in epoch_batches(len(task_ids), config.batch_size, rng):
-                batch = paradigm.batch(replay_ctx, Batch(names, task_ids[pos], sample_ids[pos]))
+                batch = Batch(names, task_ids[pos], sample_ids[pos])
+                if replay is not None:
+                    batch = replay.batch(batch, config.batch_size, rng)
                 model.encode_images(gather_batch(model, tasks, batch, device)[0])
     finally:
         for m, momentum in zip(norms, momenta):

@@ -59,16 +59,25 @@ def arrow(name: str, delta: float | None, eps: float = 1e-9) -> str:
     return "↑" if better else "↓"
 
 
+def _flat_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A stored config with each method option as its own key (``method.temperature``), so diffs name it."""
+    out = {k: v for k, v in config.items() if k != "method_opts"}
+    for k, v in (config.get("method_opts") or {}).items():
+        out[f"method.{k}"] = v
+    return out
+
+
 def compare(store: Store, run_ids: list[int]) -> Comparison:
     """Gather what a comparison of ``run_ids`` (baseline first) shows."""
     runs = [store.detail(i) for i in run_ids]
+    flat = [_flat_config(r["config"]) for r in runs]
     keys: list[str] = []
     skip = _SKIP_KEYS if any(r["config"].get("tune") == "lora" for r in runs) else _SKIP_KEYS | set(LORA_KEYS)
-    for r in runs:
-        keys += [k for k in r["config"] if k not in keys and k not in skip]
+    for cfg in flat:
+        keys += [k for k in cfg if k not in keys and k not in skip]
     diff, same = {}, {}
     for k in keys:
-        vals = [r["config"].get(k) for r in runs]
+        vals = [cfg.get(k) for cfg in flat]
         if all(v == vals[0] for v in vals):
             same[k] = vals[0]
         else:

@@ -141,7 +141,12 @@ def _m2_studies(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial, _m2_studies]
+def _m3_step_components(db: sqlite_utils.Database) -> None:
+    """Loss components per logged step (JSON: component name → mean value), e.g. task, distill, penalty."""
+    db["steps"].add_column("components", str)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial, _m2_studies, _m3_step_components]
 """Schema migrations, in order; the schema version is the number applied."""
 
 

@@ -64,7 +64,9 @@ class StoreSink:
             s.log(rid, f"stage {event.stage}: {event.label} ({event.n_samples} samples, {event.n_steps} steps)")
         elif isinstance(event, StepLogged):
             with s.db.atomic():
-                s.db["steps"].insert({"run_id": rid, "at": time.time(), **{k: v for k, v in event.to_dict().items() if k != "kind"}})
+                row = {k: v for k, v in event.to_dict().items() if k != "kind"}
+                row["components"] = json.dumps(row.get("components") or {})
+                s.db["steps"].insert({"run_id": rid, "at": time.time(), **row})
                 self._progress(step=event.step, n_steps=event.n_steps, epoch=event.epoch, loss=event.loss, throughput=event.throughput)
         elif isinstance(event, TaskEvaluated):
             s.record_evaluation(rid, event.to_dict())

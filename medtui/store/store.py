@@ -204,11 +204,14 @@ class Store:
         return {"budget": run["buffer_size"], "per_task": per_task, "per_class": per_class, "stage": last}
 
     def steps(self, run_id: int, after_id: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
-        """Logged training steps (loss, lr, throughput) after row id ``after_id``."""
+        """Logged training steps (loss, its ``components`` as a dict, lr, throughput) after row id ``after_id``."""
         sql = "select * from steps where run_id = ? and id > ? order by id"
         if limit:
             sql += f" limit {int(limit)}"
-        return list(self.db.query(sql, [run_id, after_id]))
+        rows = list(self.db.query(sql, [run_id, after_id]))
+        for r in rows:
+            r["components"] = json.loads(r.get("components") or "{}")
+        return rows
 
     def events(self, run_id: int, after_id: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
         """Log lines of a run after row id ``after_id``, oldest first."""

@@ -57,8 +57,13 @@ class RunUnreadable(Message):
 def header_text(d: dict[str, Any]) -> Text:
     """``#3 demo-3  ✓ finished  joint · cpu · weights random`` with the status in its colour."""
     status = d["status"]
-    buffer = [f"buffer {d['buffer']['budget'] or 0}"] if d["paradigm"] == "continual" else []
-    parts = [d["paradigm"], *buffer, d.get("device") or "device ?", f"weights {d.get('weights') or '?'}"]
+    cfg = d.get("config") or {}
+    extra = []
+    if d["paradigm"] == "continual":
+        extra = [cfg.get("method") or "naive", f"buffer {d['buffer']['budget'] or 0}"]
+    elif d["paradigm"] == "joint":
+        extra = [cfg.get("joint_sampling") or "proportional"]
+    parts = [d["paradigm"], *extra, d.get("device") or "device ?", f"weights {d.get('weights') or '?'}"]
     status_part = (f"{STATUS_ICON.get(status, '?')} {status}", STATUS_STYLE.get(status, ""))
     return Text.assemble((f"#{d['id']} {d['name'] or ''}", "bold"), "  ", status_part, "  " + " · ".join(parts))
 
@@ -247,7 +252,7 @@ class RunDetailScreen(Screen):
         prev = st.detail or {}
         st.detail = d
         changed = prev != d or bool(steps) or bool(events)
-        keys = ("id", "name", "status", "paradigm", "device", "weights", "buffer")
+        keys = ("id", "name", "status", "paradigm", "device", "weights", "buffer", "config")
         if any(prev.get(k) != d.get(k) for k in keys):
             self.query_one("#detail-header", Static).update(header_text(d))
         if prev.get("error") != d.get("error"):
@@ -346,6 +351,10 @@ class RunDetailScreen(Screen):
         if trained:
             table.add_row(Text("parameters", style="bold"), trained, key="_parameters")
         for key, value in config_items(config):
+            if key == "method_opts":  # one row per option, so each reads (and compares) on its own
+                for opt, v in (value or {}).items():
+                    table.add_row(Text(f"method.{opt}", style="bold"), _config_value(v), key=f"method.{opt}")
+                continue
             table.add_row(Text(key, style="bold"), _config_value(value), key=key)
 
     # -- actions ------------------------------------------------------------------------------

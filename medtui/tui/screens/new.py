@@ -23,7 +23,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Button, Footer, Input, Label, Select, Static
 
-from medtui.config import PARADIGMS, TUNE_MODES, RunConfig, load_toml, resolve, to_toml
+from medtui.config import RunConfig, load_toml, resolve, to_toml
 from medtui.errors import ConfigError, MedtuiError
 from medtui.validate import check_config
 from medtui.tui.widgets.settings import SettingsForm, known_choices
@@ -145,8 +145,10 @@ class NewExperimentScreen(Screen):
             self.resolved, self.error = check_config(self.form_config()), None
         except MedtuiError as e:
             self.resolved, self.error = None, str(e)
-        continual = self.query_one("#f-paradigm", Select).value == "continual"
-        self.query_one("#row-buffer_size").set_class(not continual, "-inactive")
+        protocol = self.query_one("#f-paradigm", Select).value
+        for row in ("#row-buffer_size", "#row-method", "#method-opts"):
+            self.query_one(row).set_class(protocol != "continual", "-inactive")
+        self.query_one("#row-joint_sampling").set_class(protocol != "joint", "-inactive")
         for button in ("#new-launch", "#new-queue"):
             self.query_one(button, Button).disabled = self.resolved is None or self.starting
         self._show_verdict()
@@ -180,6 +182,8 @@ class NewExperimentScreen(Screen):
         """Show the help of the focused list or field."""
         focused = self.focused
         hint = SettingsForm.hint(focused.id if focused is not None else None)
+        if focused is not None and (focused.id or "").startswith("o-") and focused.tooltip:
+            hint = f"{focused.id.removeprefix('o-')}: {focused.tooltip}"
         if isinstance(focused, AvailableTasks):
             hint = HINT_AVAILABLE
         elif isinstance(focused, SequenceList):
@@ -211,12 +215,12 @@ class NewExperimentScreen(Screen):
         """Move the highlighted task of the sequence up or down."""
         self.picker.move(delta)
 
-    def fill(self, config: RunConfig) -> None:
+    async def fill(self, config: RunConfig) -> None:
         """Show ``config`` in the form (tasks, fields, and the hidden fields carried over)."""
         self.base = known_choices(config)
         self.picker.load(config.data_dir, config.user_tasks)
         self.picker.set_sequence(config.tasks, config.heldout)
-        self.query_one(SettingsForm).show(config)
+        await self.query_one(SettingsForm).show(config)
         self._revalidate()
 
     # -- launch, queue ------------------------------------------------------------------------
@@ -355,7 +359,7 @@ class NewExperimentScreen(Screen):
         """Read and parse an experiment file; a one-line error otherwise."""
         try:
             config = load_toml(path)
-            if config.paradigm not in PARADIGMS or config.tune not in TUNE_MODES:
+            if known_choices(config) != config:
                 resolve(config)  # the form cannot show an unknown choice: refuse it with resolve's message
         except MedtuiError as e:
             self.post_message(FormFailed(str(e)))
@@ -367,8 +371,8 @@ class NewExperimentScreen(Screen):
         self.notify(f"saved {message.path} (run it with `medtui run --config {message.path}`)")
 
     @on(ConfigLoaded)
-    def _loaded(self, message: ConfigLoaded) -> None:
-        self.fill(message.config)
+    async def _loaded(self, message: ConfigLoaded) -> None:
+        await self.fill(message.config)
         self.notify(f"loaded {message.path}")
 
     def action_back(self) -> None:
