@@ -81,6 +81,12 @@ class ClipClassifier(nn.Module):
         self.lora_summary = f"{len(adapted)} layers ({', '.join(self.lora_targets)})" if adapted else ""
         #: Whether the text tower changes during training (then class embeddings are not cached across steps).
         self.text_trains = tune == "full" or any(not p.startswith("visual.") for p in adapted)
+        # Convolutional towers run channels-last (measured 25 % faster training steps for the tiny
+        # ResNet on CPU; the layout tensor cores want on GPU); images are laid out to match in prepare().
+        # A ViT has one convolution (the patch embedding) whose output is flattened at once: left as is.
+        self.channels_last = sum(isinstance(m, nn.Conv2d) for m in self.clip.visual.modules()) > 1
+        if self.channels_last:
+            self.clip.visual.to(memory_format=torch.channels_last)
         for p in self.clip.parameters():
             p.requires_grad_(False)
         for p in self.trainable_parameters():
@@ -162,7 +168,8 @@ class ClipClassifier(nn.Module):
             x = x.expand(-1, 3, -1, -1)
         if x.shape[-2:] != (self.image_size, self.image_size):
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True, align_corners=False)
-        return (x - self.mean) / self.std
+        x = (x - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def encode_images(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised image embeddings of prepared images."""
