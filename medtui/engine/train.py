@@ -104,10 +104,13 @@ def forward(model: ClipClassifier, tasks: dict[str, TaskTensors], batch: Batch, 
     """
     x, named = gather_batch(model, tasks, batch, device)
     feats = model.encode_images(x)
+    # one text-tower pass over the prompts of every task in the batch, not one per group
+    embs = model.class_embeddings_for([name for name, _ in named])
     groups, start = [], 0
     for name, y in named:
         f = feats[start : start + len(y)]
-        groups.append(Group(name, x[start : start + len(y)], y, f, model.logits(f, name), replay=name not in current))
+        logits = model.logits(f, name, embs.get(name))
+        groups.append(Group(name, x[start : start + len(y)], y, f, logits, replay=name not in current))
         start += len(y)
     return Forward(x, feats, groups)
 
