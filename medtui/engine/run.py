@@ -25,7 +25,7 @@ from medtui.config import RunConfig
 from medtui.data.registry import TaskRegistry
 from medtui.engine.evaluate import evaluate_row
 from medtui.engine.frozen import FrozenModels
-from medtui.engine.tensors import TaskTensors, to_task_tensors
+from medtui.engine.tensors import TaskTensors, device_data_budget, to_task_tensors
 from medtui.engine.train import recalibrate_norm_stats, train_stage
 from medtui.eta import make_plan
 from medtui.format import fmt_duration
@@ -152,12 +152,14 @@ def _run(
     device = pick_device(config.device)
     seed_everything(config.seed)
     datas = load_tasks(config, emit)
-    tensors = [to_task_tensors(d, device) for d in datas]
-    by_name: dict[str, TaskTensors] = {t.spec.name: t for t in tensors}
 
     seed_everything(config.seed)  # model initialisation does not depend on how data loading used the RNG
     loaded = load_clip(config.model, config.pretrained, device)
-    model = ClipClassifier.from_config(loaded, [t.spec for t in tensors], config).to(device)
+    model = ClipClassifier.from_config(loaded, [d.spec for d in datas], config).to(device)
+    # data goes to the device only after the model, within a share of what the model left free
+    data_budget = [device_data_budget(device)]
+    tensors = [to_task_tensors(d, device, data_budget) for d in datas]
+    by_name: dict[str, TaskTensors] = {t.spec.name: t for t in tensors}
     stages = PROTOCOLS[config.paradigm].stages(config.tasks)
     method = build_method(config)
     replay = Rehearsal(config.buffer_size, config.seed) if config.buffer_size > 0 else None
@@ -214,7 +216,7 @@ def _run(
         """A task by name: a loaded one, else decoded now (e.g. a method's reference task)."""
         if name not in by_name:
             data = registry.load(name, max_train=config.max_train, max_test=config.max_test, seed=config.seed)
-            by_name[name] = to_task_tensors(data, device)
+            by_name[name] = to_task_tensors(data, device, data_budget)
         return by_name[name]
 
     for stage in stages[start:]:
