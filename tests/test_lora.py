@@ -348,3 +348,24 @@ async def test_run_detail_config_tab_shows_the_trained_parameter_count(tmp_path:
             keys = [str(k.value) for k in table.rows]
             assert ("lora_rank" in keys) == lora_shown and ("lora_targets" in keys) == lora_shown
             await pilot.press("escape")
+
+
+def test_interpolating_the_b_factors_is_the_weight_space_ensemble() -> None:
+    m = classifier("medtui-tiny-vit", "lora")
+    initial = {k: v.clone() for k, v in m.checkpoint_state().items()}
+    with torch.no_grad():
+        for k, p in m.clip.named_parameters():
+            if lora.is_adapter_key(k):
+                p.normal_()
+    layer = next(t for t in m.lora_layers if t.kind == "module")
+    wrapper = m.clip.get_submodule(layer.path)
+    w0 = lora.frozen_weight(m.clip, layer).clone()
+    delta = wrapper.get_delta_weight("default").clone()  # s·B·A
+    alpha = 0.3
+    state = m.checkpoint_state()
+    keys = m.interpolation_keys(state)
+    assert keys and all(".lora_B." in k for k in keys)
+    m.load_checkpoint_state({k: torch.lerp(initial[k], v, alpha) if k in keys else v for k, v in state.items()})
+    ensembled = w0 + wrapper.get_delta_weight("default")
+    torch.testing.assert_close(ensembled, (1 - alpha) * w0 + alpha * (w0 + delta))
+    assert torch.equal(lora.frozen_weight(m.clip, layer), w0)

@@ -142,6 +142,19 @@ class ClipClassifier(nn.Module):
 
         return {k: v for k, v in self.state_dict().items() if is_adapter_key(k) or k.startswith("heads.")}
 
+    def interpolation_keys(self, state: dict[str, torch.Tensor]) -> set[str]:
+        """The keys of ``state`` that weight-space interpolation with the initial model should move.
+
+        Without LoRA every floating-point entry. With LoRA only the ``B`` factors (and heads):
+        ``B`` starts at zero, so ``lerp(0, B, α) = α·B`` and every adapted weight becomes exactly
+        ``W + α·ΔW = (1 − α)·W + α·(W + ΔW)``, the WiSE-FT ensemble; interpolating ``A`` too
+        would scale ``ΔW`` by ``α·((1 − α)·A₀ + α·A)`` instead, which is no ensemble at all.
+        """
+        floats = {k for k, v in state.items() if torch.is_floating_point(v)}
+        if self.tune != "lora":
+            return floats
+        return {k for k in floats if ".lora_B." in k or k.startswith("heads.")}
+
     def load_checkpoint_state(self, state: dict[str, torch.Tensor]) -> None:
         """Load what :meth:`checkpoint_state` returned; keys must match exactly (a full or a LoRA checkpoint)."""
         if self.tune != "lora":
