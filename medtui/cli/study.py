@@ -78,14 +78,31 @@ def study_run(
     json_out: bool = typer.Option(False, "--json", help="JSON to stdout (the plan with --dry-run; the results with --headless)."),
     force: bool = typer.Option(False, "--force", help="Extend a study of this name stored with a different spec."),
     name: Optional[str] = typer.Option(None, "--name", help="Study name (overrides study.name)."),
+    executor: str = typer.Option("local", "--executor", help="local (this machine's queue) | slurm | submitit-local (slurm's code path, locally)."),
+    partition: Optional[str] = typer.Option(None, "--partition", help="Slurm partition."),
+    gpus_per_run: int = typer.Option(1, "--gpus-per-run", help="GPUs per Slurm job."),
+    cpus_per_run: Optional[int] = typer.Option(None, "--cpus-per-run", help="CPUs per Slurm job."),
+    time_limit: str = typer.Option("4:00:00", "--time", help="Time limit per Slurm job (H:MM:SS, D-H:MM:SS or minutes)."),
+    mem_gb: Optional[float] = typer.Option(None, "--mem-gb", help="Memory per Slurm job, in GB."),
+    slurm_arg: list[str] = typer.Option([], "--slurm-arg", help="Another sbatch option, KEY=VALUE (repeatable), e.g. account=proj."),
     db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
 ) -> int:
     """Create and queue every run of a study (re-running resumes it: finished runs are kept)."""
+    from medtui.study.cluster import ClusterOptions, check_options, parse_time
     from medtui.study.expand import expand
     from medtui.study.spec import load_study
 
     if max_parallel is not None and max_parallel < 1:
         raise UsageError(f"--max-parallel must be >= 1, got {max_parallel}")
+    extra = {}
+    for a in slurm_arg:
+        k, eq, v = a.partition("=")
+        if not eq or not k.strip():
+            raise UsageError(f"--slurm-arg {a!r} must be KEY=VALUE")
+        extra[k.strip()] = v.strip()
+    opts = ClusterOptions(executor=executor, partition=partition, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run,
+                          time_min=parse_time(time_limit), mem_gb=mem_gb, extra=extra)
+    check_options(opts)
     plan = expand(load_study(study_file, name=name))
     path = db_path(db)
     if dry_run:
@@ -95,10 +112,15 @@ def study_run(
     from medtui.store.store import Store
     from medtui.study.store import submit
 
+    remote = opts.executor != "local"
     with Store(path) as store:
-        sub = submit(store, plan, force=force)
+        from medtui.study.cluster import job_store
+
+        sub = submit(store, plan, force=force, remote=(lambda rid: job_store(path, rid)) if remote else None)
         if max_parallel is not None:
             store.set_setting("max_parallel", str(max_parallel))
+    if remote:
+        _submit_jobs(path, sub.added + sub.resumed, opts)
     schedule(path)
     typer.echo(
         f"study {plan.spec.name!r} (id {sub.study_id}): {len(plan.runs)} runs in {len(plan.cells)} cells — "
@@ -113,7 +135,7 @@ def study_run(
         return 0
     from medtui.cli.study_wait import wait_study
 
-    code = wait_study(path, sub.run_ids)
+    code = wait_study(path, sub.run_ids, remote=remote)
     with open_store(str(path)) as store:
         from medtui.study.aggregate import aggregate
 
@@ -123,6 +145,39 @@ def study_run(
     else:
         _print_results(result, None, False)
     return code
+
+
+def _submit_jobs(path: Path, run_ids: list[int], opts: Any) -> None:
+    """Submit each run as a cluster job and record its job id; a run whose submission fails is marked failed."""
+    import time
+
+    from medtui.store.store import Store
+    from medtui.study.cluster import submit_job
+
+    failed = []
+    for run_id in run_ids:
+        with Store(path) as store:
+            config = store.get_run(run_id)["config"]
+        try:
+            job_id = submit_job(path, run_id, config, opts)
+        except Exception as e:  # sbatch refused (partition, limits...): say so on the run, resume later
+            with Store(path) as store:
+                store.update_run(run_id, status="failed", error=f"job submission failed: {' '.join(str(e).split())[:300]}", finished_at=time.time())
+                store.db.execute("update ingests set done = 1 where run_id = ?", [run_id])
+            failed.append(run_id)
+            continue
+        with Store(path) as store:
+            store.db.execute("update ingests set job_id = ? where run_id = ?", [job_id, run_id])
+            store.log(run_id, f"submitted as job {job_id} ({opts.executor})")
+    typer.echo(f"submitted {len(run_ids) - len(failed)} job(s) through {opts.executor}"
+               + (f"; {len(failed)} submission(s) failed (runs {', '.join(map(str, failed))}; re-run the study to retry)" if failed else ""), err=True)
+
+
+def _sync(store: Any) -> dict[str, int]:
+    """Ingest results of runs executed as cluster jobs (a no-op when there are none)."""
+    from medtui.study.ingest import ingest_all
+
+    return ingest_all(store)
 
 
 def _print_results(result: dict[str, Any], only: list[str] | None, with_matrices: bool, every: bool = False) -> None:
@@ -179,6 +234,7 @@ def study_show(
             raise UsageError(f"unknown metric {m!r}: choose from {', '.join(METRIC_ORDER)}")
     with open_store(db) as store:
         reconcile(store)
+        _sync(store)
         result = aggregate(store, study_ref)
     if json_out:
         print_json(result)
@@ -227,13 +283,27 @@ def study_cancel(
 ) -> None:
     """Cancel every queued or running run of a study (finished runs are kept)."""
     from medtui.jobs.queue import cancel
+    from medtui.study.cluster import cancel_job
+    from medtui.study.ingest import pending
     from medtui.study.store import get_study, study_runs
 
     with open_store(db) as store:
         study = get_study(store, study_ref)
         active = [r["id"] for r in study_runs(store, study["id"]) if r["status"] in ("queued", "running")]
+        remote = {p["run_id"]: p for p in pending(store)}
     for run_id in active:
-        cancel(db_path(db), run_id)
+        p = remote.get(run_id)
+        if p is None:
+            cancel(db_path(db), run_id)
+            continue
+        if p["job_id"]:
+            cancel_job(p["job_id"], Path(p["source"]).parent)
+        if not Path(p["source"]).exists():  # the job never started: nothing will report for it
+            import time
+
+            with open_store(db) as store:
+                store.update_run(run_id, status="cancelled", error="cancelled before its job started", finished_at=time.time())
+                store.db.execute("update ingests set done = 1 where run_id = ?", [run_id])
     typer.echo(f"study {study['name']!r}: cancel requested for {len(active)} run(s)", err=True)
 
 
@@ -276,6 +346,7 @@ def studies(
     rows: list[dict[str, Any]] = []
     if db_path(db).exists():
         with open_store(db) as store:
+            _sync(store)
             rows = list_studies(store)
     if json_out:
         print_json(rows)
@@ -292,3 +363,18 @@ def studies(
         t.add_row(str(r["id"]), r["name"], f"{r['status'].get('finished', 0)}/{r['runs']}", _counts(r["status"]),
                   ",".join(r["axes"]) or "—", fmt_time(r["created_at"]))
     out.print(t)
+
+
+@app.command()
+def sync(
+    json_out: bool = typer.Option(False, "--json", help="JSON to stdout."),
+    db: Optional[str] = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Bring results of runs executed as cluster jobs (their own store files) into the store, once each."""
+    with open_store(db) as store:
+        counts = _sync(store)
+    if json_out:
+        print_json(counts)
+    else:
+        typer.echo(f"{counts['runs']} run(s) executing elsewhere looked at, {counts['rows']} row(s) copied, "
+                   f"{counts['lost']} job(s) ended without a result", err=True)

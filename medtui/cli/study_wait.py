@@ -39,10 +39,11 @@ def _line(r: dict[str, Any], done: int, total: int) -> str:
     return f"[{done}/{total}] run {r['id']} {r['name']} {r['status']} in {fmt_duration(run_duration(r))}{metrics}{err}"
 
 
-def wait_study(path: Path, run_ids: list[int], poll_s: float = POLL_S) -> int:
+def wait_study(path: Path, run_ids: list[int], poll_s: float = POLL_S, remote: bool = False) -> int:
     """Wait until every run of ``run_ids`` has ended; returns 0 if all finished, else 1.
 
-    The runs are ordinary background runs: interrupting the wait (ctrl-c) leaves them going.
+    The runs are ordinary background runs (or cluster jobs, with ``remote``, whose results are
+    ingested on every poll): interrupting the wait (ctrl-c) leaves them going.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -66,6 +67,10 @@ def wait_study(path: Path, run_ids: list[int], poll_s: float = POLL_S) -> int:
                     schedule(path)
                 polls += 1
                 with Store(path) as store:
+                    if remote:  # cluster jobs report through their own store files
+                        from medtui.study.ingest import ingest_all
+
+                        ingest_all(store)
                     runs = [r for r in store.list_runs() if r["id"] in ids]
                     parallel = max_parallel(store)
                 done = [r for r in sorted(runs, key=lambda r: r["finished_at"] or 0) if r["status"] in TERMINAL]

@@ -90,7 +90,11 @@ def reconcile(db: str | Path | Store) -> list[int]:
     try:
         here = socket.gethostname()
         now = time.time()
+        # runs executed elsewhere (cluster jobs) beat in their own store file; ingestion reports their end
+        remote = {r[0] for r in store.db.execute("select run_id from ingests where done = 0")}
         for run in store.list_runs(status="running"):
+            if run["id"] in remote:
+                continue
             beat = run["heartbeat_at"] or run["started_at"] or 0
             reason = None
             if run["pid"] and run["host"] in (None, here) and not pid_alive(run["pid"]):
@@ -184,7 +188,7 @@ def schedule(db_path: str | Path) -> list[int]:
         try:
             running = store.db.execute("select count(*) from runs where status = 'running'").fetchone()[0]
             free = max(0, limit - running)
-            queued = [r[0] for r in store.db.execute("select id from runs where status = 'queued' order by id limit ?", [free])]
+            queued = [r[0] for r in store.db.execute("select id from runs where status = 'queued' and id not in (select run_id from ingests where done = 0) order by id limit ?", [free])]
             for run_id in queued:
                 started.append((run_id, _claim(store, run_id, gpus)))
             store.db.execute("COMMIT")

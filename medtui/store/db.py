@@ -163,7 +163,9 @@ def connect(path: str | Path) -> sqlite_utils.Database:
     conn = sqlite3.connect(str(p), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=True)
     try:
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode=WAL")
+        # a cluster job's own store file lives on a shared filesystem, read by the head from another
+        # host: a rollback journal there, since WAL's shared memory does not work across hosts
+        conn.execute(f"PRAGMA journal_mode={'DELETE' if os.environ.get('MEDTUI_STORE_JOURNAL') == 'delete' else 'WAL'}")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         version = conn.execute("PRAGMA user_version").fetchone()[0]

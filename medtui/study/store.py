@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 from medtui.errors import ConfigError, StoreError
 from medtui.store.store import Store
 from medtui.study.expand import Plan
+from medtui.study.ingest import register
 from medtui.study.spec import StudySpec, from_json
 
 #: Run columns the study views need (no config, no bulky JSON beyond metrics and progress).
@@ -106,12 +108,14 @@ def spec_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
     return ", ".join(keys)
 
 
-def submit(store: Store, plan: Plan, force: bool = False) -> Submission:
+def submit(store: Store, plan: Plan, force: bool = False, remote: Callable[[int], Path] | None = None) -> Submission:
     """Record the study of ``plan`` and its runs (queued), resuming a previous submission of it.
 
     A study name already used with a different spec is refused (ConfigError) unless ``force``,
     which replaces the stored spec and adds the runs the new plan has; runs of the old plan are
-    kept. Nothing is written when the call raises.
+    kept. Nothing is written when the call raises. ``remote`` (run id -> job store file) marks
+    the added and resumed runs as executed elsewhere, in the same transaction, so the local
+    queue never starts them.
     """
     spec_json = plan.spec.to_json()
     existing = find_study(store, plan.spec.name)
@@ -140,10 +144,15 @@ def submit(store: Store, plan: Plan, force: bool = False) -> Submission:
                     conn.execute("update runs set status = 'queued', error = null, cancel_requested = 0, updated_at = ? where id = ?", [now, run_id])
                     store.log(run_id, f"queued again by study {plan.spec.name!r}: resumes from its last stage")
                     sub.resumed.append(run_id)
+                    if remote is not None:
+                        register(store, run_id, remote(run_id))
                 else:
                     sub.active.append(run_id)
                 continue
-            sub.added.append(store.create_run(planned.config, status="queued", study_id=sub.study_id, study_key=key))
+            run_id = store.create_run(planned.config, status="queued", study_id=sub.study_id, study_key=key)
+            sub.added.append(run_id)
+            if remote is not None:
+                register(store, run_id, remote(run_id))
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -26,6 +26,7 @@ from textual_plotext import PlotextPlot
 from medtui.study.aggregate import aggregate
 from medtui.study.export import fmt_stat, n_text
 from medtui.study.series import bars, numeric_axes, series
+from medtui.study.ingest import ingest_all
 from medtui.study.store import list_studies
 from medtui.tui.widgets.matrix import MatrixTable
 
@@ -87,6 +88,7 @@ class StudyScreen(Screen):
     def _load(self) -> None:
         try:
             with self.app.reader.store() as s:
+                ingest_all(s)  # results of cluster jobs, when a study runs on one
                 studies = list_studies(s)
                 ref = self.study_ref if self.study_ref is not None else (studies[0]["id"] if studies else None)
                 if ref is None:
