@@ -223,3 +223,23 @@ def test_shots_keeps_k_per_class_seeded() -> None:
     assert reg.load("synth-blood", shots=0).counts()["train"] == full.counts()["train"]
     big = reg.load("synth-blood", shots=10**6)
     assert big.counts()["train"] == full.counts()["train"]
+
+
+def test_method_and_lora_axes_collapse_where_they_do_not_apply() -> None:
+    plan = expand(spec_of("""
+[study]
+name = "methods"
+[study.grid]
+paradigm = ["joint", "continual"]
+method = ["naive", "lwf"]
+tune = ["full", "lora"]
+lora_rank = [4, 8]
+"""))
+    values = [c.values for c in plan.cells]
+    # joint: no method; full tuning: no LoRA rank -> 3 joint cells, 6 continual cells instead of 16
+    assert len(values) == 9
+    assert {"paradigm": "joint", "method": None, "tune": "full", "lora_rank": None} in values
+    assert {"paradigm": "continual", "method": "lwf", "tune": "lora", "lora_rank": 8} in values
+    assert all(r.config.method == "naive" for r in plan.runs if r.config.paradigm == "joint")
+    with pytest.raises(ConfigError, match="grid axis 'method'"):
+        spec_of('[study]\nname = "x"\n[study.grid]\nmethod = ["naive", "no-such-method"]')
