@@ -281,7 +281,7 @@ def test_killed_lora_run_resumes_to_the_same_matrix(pretrained: str, tmp_path: P
 
     db = tmp_path / "k.db"
     cli = [sys.executable, "-m", "medtui"]
-    args = ["--tasks", "synth-cxr-a,synth-derm,synth-histo", "--epochs", "3", "--max-train", "128", "--max-test", "48",
+    args = ["--tasks", "synth-cxr-a,synth-derm,synth-histo", "--epochs", "2", "--max-train", "96", "--max-test", "48",
             "--device", "cpu", "--tune", "lora", "--lr", "1e-3", "--pretrained", pretrained]
     proc = subprocess.Popen([*cli, "run", "--headless", "--db", str(db), *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     rid = int(proc.stdout.readline())
