@@ -8,10 +8,13 @@ filesystems.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import sqlite3
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
+from urllib.parse import quote
 
 import sqlite_utils
 
@@ -150,48 +153,146 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial, _m2_st
 """Schema migrations, in order; the schema version is the number applied."""
 
 
-def connect(path: str | Path) -> sqlite_utils.Database:
-    """Open (creating if needed) the store at ``path``, migrated to the current schema.
+_savepoints = itertools.count()
 
-    A file that is not an SQLite database, or one written by a newer medtui, gives a StoreError.
+
+def is_read_only(path: str | Path) -> bool:
+    """Whether the store file must not be written: no write permission for us, or none at all.
+
+    A file with every write bit cleared counts as read-only even for root: someone meant it so.
     """
     p = Path(path)
-    if p.exists() and p.is_dir():
+    try:
+        mode = p.stat().st_mode
+    except OSError:
+        return False
+    return not os.access(p, os.W_OK) or not mode & 0o222
+
+
+def _check_path(p: Path, readonly: bool, create: bool) -> None:
+    """Refuse, before SQLite touches anything, paths that cannot hold the store asked for."""
+    if p.is_dir():
         raise StoreError(f"store {str(p)!r} is a directory, not a database file")
-    if p.parent and not p.parent.exists():
+    if not p.parent.is_dir():
         raise StoreError(f"folder of store {str(p)!r} does not exist")
-    conn = sqlite3.connect(str(p), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=True)
+    if not p.exists():
+        if readonly or not create:
+            raise StoreError(f"no store at {p} (start a run first, or pass --db)")
+        if not os.access(p.parent, os.W_OK):
+            raise StoreError(f"cannot create store {str(p)!r}: its folder is not writable")
+        return
+    # The file itself is never opened here: closing any descriptor of a database file drops
+    # every POSIX lock this process holds on it, including those of SQLite connections
+    # already open in other threads (another process could then delete the live -wal file).
+    # SQLite's first read tells a file that is not a database.
+    if not readonly:
+        if is_read_only(p):
+            raise StoreError(f"store {str(p)!r} is read-only: this command writes to it")
+        if not os.access(p.parent, os.W_OK):
+            raise StoreError(f"store {str(p)!r} cannot be written: its folder is not writable (SQLite keeps its -wal file there)")
+
+
+def _open_sqlite(p: Path, readonly: bool) -> sqlite3.Connection:
+    if not readonly:
+        return sqlite3.connect(str(p), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=True)
+    uri = f"file:{quote(str(p.resolve()))}?mode=ro"
+    wal = Path(f"{p}-wal")
+    # without a pending -wal file the store file holds everything: read it as immutable, which
+    # creates no -shm/-wal files beside it (a read-only store stays exactly as it was)
+    if not wal.exists() or wal.stat().st_size == 0:
+        uri += "&immutable=1"
+    return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=True)
+
+
+def connect(path: str | Path, readonly: bool = False, create: bool = True) -> sqlite_utils.Database:
+    """Open the store at ``path`` (creating it if ``create``), migrated to the current schema.
+
+    ``readonly`` opens it with SQLite's ``mode=ro``: nothing is migrated, switched to WAL or
+    written. A directory, a missing folder, a read-only file opened for writing, a file that is
+    not a medtui store, or one written by a newer medtui give a one-line StoreError, and
+    nothing is created or changed.
+    """
+    p = Path(path)
+    _check_path(p, readonly, create)
+    conn = _open_sqlite(p, readonly)
     try:
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        foreign = version == 0 and conn.execute(
+            "select count(*) from sqlite_master where type = 'table' and name not like 'sqlite_%'"
+        ).fetchone()[0]
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        raise StoreError(f"{str(p)!r} is not a medtui store ({e})") from None
+    if version > len(MIGRATIONS):
+        conn.close()
+        raise StoreError(f"store {str(p)!r} has schema version {version}, newer than this medtui ({len(MIGRATIONS)}): upgrade medtui")
+    if foreign:
+        conn.close()
+        raise StoreError(f"{str(p)!r} is not a medtui store (an SQLite database with other tables)")
+    if readonly:
+        if version < len(MIGRATIONS):
+            conn.close()
+            raise StoreError(f"store {str(p)!r} (schema {version}) needs an upgrade to schema {len(MIGRATIONS)} but is read-only")
+        conn.execute("PRAGMA query_only=ON")
+        return sqlite_utils.Database(conn)
+    try:
         # a cluster job's own store file lives on a shared filesystem, read by the head from another
         # host: a rollback journal there, since WAL's shared memory does not work across hosts
         conn.execute(f"PRAGMA journal_mode={'DELETE' if os.environ.get('MEDTUI_STORE_JOURNAL') == 'delete' else 'WAL'}")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
     except sqlite3.DatabaseError as e:
         conn.close()
-        raise StoreError(f"{str(p)!r} is not a medtui store ({e})") from None
+        raise StoreError(f"cannot open store {str(p)!r} for writing ({e})") from None
     db = sqlite_utils.Database(conn)
-    if version > len(MIGRATIONS):
-        conn.close()
-        raise StoreError(f"store {str(p)!r} has schema version {version}, newer than this medtui ({len(MIGRATIONS)})")
     if version < len(MIGRATIONS):
         _migrate(db, version)
     return db
+
+
+@contextlib.contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction that takes SQLite's write lock at its start (``BEGIN IMMEDIATE``).
+
+    In WAL mode a deferred transaction that reads and then writes fails at once with
+    "database is locked" when another connection committed in between, whatever the busy
+    timeout; an immediate one waits its turn (up to the busy timeout) before reading anything.
+    Inside an open transaction this is a savepoint, so the calls nest.
+    """
+    if conn.in_transaction:
+        name = f"medtui_{next(_savepoints)}"
+        conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                conn.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        conn.execute(f"RELEASE SAVEPOINT {name}")
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    try:
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _migrate(db: sqlite_utils.Database, version: int) -> None:
     """Apply the pending migrations, each in an immediate transaction (one process migrates, others wait)."""
     conn = db.conn
     for number in range(version + 1, len(MIGRATIONS) + 1):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(conn):
             current = conn.execute("PRAGMA user_version").fetchone()[0]
             if current < number:
                 MIGRATIONS[number - 1](db)
                 conn.execute(f"PRAGMA user_version={number}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise

@@ -59,7 +59,7 @@ def seed_demo_runs(path: str | Path, n: int, seed: int = 0, now: float | None = 
             buffer = rng.choice((0, 100, 200, 500)) if paradigm == "continual" else 0
             cfg = resolve(replace(RunConfig(), name=f"demo-{k + 1}", tasks=tasks, heldout=heldout, paradigm=paradigm, buffer_size=buffer, seed=k))
             # one transaction per run: thousands of runs seed in seconds, not minutes
-            with store.db.atomic():
+            with store.write():
                 rid = store.create_run(cfg, status="running")
                 started = now - (n - k) * 600.0
                 store.update_run(rid, started_at=started, host="demo", device="cpu")

@@ -7,17 +7,18 @@ are computed from the stored matrix (see :mod:`medtui.metrics`) and cached in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import sqlite_utils
 
 from medtui.config import RunConfig, from_mapping, stage_labels
 from medtui.errors import StoreError
 from medtui.metrics import compute_metrics
-from medtui.store.db import connect, default_db_path
+from medtui.store.db import connect, default_db_path, write_transaction
 
 STATUSES: tuple[str, ...] = ("queued", "running", "finished", "failed", "cancelled")
 ACTIVE: tuple[str, ...] = ("queued", "running")
@@ -38,13 +39,16 @@ def _loads(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class Store:
-    """A handle on one SQLite store file (one connection: use one Store per thread)."""
+    """A handle on one SQLite store file (one connection: use one Store per thread).
 
-    def __init__(self, path: str | Path | None = None, create: bool = True) -> None:
+    Every write goes through :meth:`write` (``BEGIN IMMEDIATE``), in short transactions.
+    ``readonly`` opens the file with SQLite's ``mode=ro`` (nothing can be written).
+    """
+
+    def __init__(self, path: str | Path | None = None, create: bool = True, readonly: bool = False) -> None:
         self.path = Path(path) if path is not None else default_db_path()
-        if not create and not self.path.exists():
-            raise StoreError(f"no store at {self.path} (start a run first, or pass --db)")
-        self.db: sqlite_utils.Database = connect(self.path)
+        self.readonly = readonly
+        self.db: sqlite_utils.Database = connect(self.path, readonly=readonly, create=create)
 
     def close(self) -> None:
         """Close the connection."""
@@ -55,6 +59,23 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- writing -------------------------------------------------------------------------------
+    def write(self) -> contextlib.AbstractContextManager[None]:
+        """A write transaction holding the write lock from its first statement (nests as a savepoint)."""
+        return write_transaction(self.db.conn)
+
+    def _insert(self, table: str, row: Mapping[str, Any], replace_pk: tuple[str, ...] = ()) -> int:
+        """Insert ``row`` (plain SQL: no schema look-ups inside the transaction); upsert on ``replace_pk``."""
+        cols = list(row)
+        sql = f"insert into {table} ({', '.join(cols)}) values ({', '.join('?' * len(cols))})"
+        if replace_pk:
+            rest = [c for c in cols if c not in replace_pk]
+            sql += f" on conflict ({', '.join(replace_pk)}) do " + (
+                "update set " + ", ".join(f"{c} = excluded.{c}" for c in rest) if rest else "nothing"
+            )
+        with self.write():
+            return int(self.db.execute(sql, [row[c] for c in cols]).lastrowid)
 
     # -- runs ---------------------------------------------------------------------------------
     def create_run(self, config: RunConfig, status: str = "queued", **fields: Any) -> int:
@@ -81,13 +102,23 @@ class Store:
             "cancel_requested": 0,
         }
         row.update({k: json.dumps(v) if k in _JSON_COLUMNS else v for k, v in fields.items()})
-        return int(self.db["runs"].insert(row).last_pk)
+        return self._insert("runs", row)
 
-    def update_run(self, run_id: int, **fields: Any) -> None:
-        """Set columns of a run (dict/list values are stored as JSON)."""
+    def update_run(self, run_id: int, *, where: str = "", where_args: tuple[Any, ...] = (), **fields: Any) -> bool:
+        """Set columns of a run (dict/list values are stored as JSON); returns whether a row changed.
+
+        ``where`` adds a condition (SQL over the run's columns, with ``where_args``) so that a
+        check and its update are one statement: the update happens only if the run still
+        matches (no other process can change it in between).
+        """
         enc = {k: json.dumps(v) if k in _JSON_COLUMNS and not isinstance(v, str) else v for k, v in fields.items()}
         enc["updated_at"] = time.time()
-        self.db["runs"].update(run_id, enc)
+        sql = f"update runs set {', '.join(f'{k} = ?' for k in enc)} where id = ?" + (f" and ({where})" if where else "")
+        with self.write():
+            changed = self.db.execute(sql, [*enc.values(), run_id, *where_args]).rowcount
+        if not changed and not where:
+            raise StoreError(f"no run with id {run_id} in {self.path}")
+        return bool(changed)
 
     def get_run(self, run_id: int) -> dict[str, Any]:
         """A run's row with JSON columns decoded; StoreError if there is no such run."""
@@ -130,15 +161,18 @@ class Store:
     def delete_run(self, run_id: int) -> dict[str, Any]:
         """Remove a run and everything recorded for it; returns the deleted row."""
         run = self.get_run(run_id)
-        with self.db.atomic():
+        with self.write():
             for table in ("evaluations", "steps", "events", "buffer", "checkpoints", "ingests"):
                 self.db.execute(f"delete from {table} where run_id = ?", [run_id])
             self.db.execute("delete from runs where id = ?", [run_id])
         return run
 
-    def request_cancel(self, run_id: int) -> None:
-        """Ask a run to stop after its current step (the worker polls this flag)."""
-        self.update_run(run_id, cancel_requested=1)
+    def request_cancel(self, run_id: int) -> bool:
+        """Ask a running run to stop after its current step (the worker polls this flag).
+
+        Returns False when a cancel was already pending (or the run is no longer running).
+        """
+        return self.update_run(run_id, cancel_requested=1, where="status = 'running' and not cancel_requested")
 
     def cancel_requested(self, run_id: int) -> bool:
         """Whether a cancel was requested for the run."""
@@ -166,8 +200,9 @@ class Store:
 
     def record_evaluation(self, run_id: int, ev: dict[str, Any]) -> None:
         """Store one cell (upsert) and refresh the run's cached metrics, in one transaction."""
-        with self.db.atomic():
-            self.db["evaluations"].upsert(
+        with self.write():
+            self._insert(
+                "evaluations",
                 {
                     "run_id": run_id,
                     "row": ev["row"],
@@ -179,7 +214,7 @@ class Store:
                     "n": ev["n"],
                     "at": time.time(),
                 },
-                pk=("run_id", "row", "task"),
+                replace_pk=("run_id", "row", "task"),
             )
             self.refresh_metrics(run_id)
 
@@ -222,7 +257,7 @@ class Store:
 
     def log(self, run_id: int, message: str, level: str = "info") -> None:
         """Append a log line to a run."""
-        self.db["events"].insert({"run_id": run_id, "at": time.time(), "level": level, "message": message})
+        self._insert("events", {"run_id": run_id, "at": time.time(), "level": level, "message": message})
 
     def checkpoints(self, run_id: int) -> list[dict[str, Any]]:
         """Checkpoint records of a run, latest stage last."""
@@ -279,7 +314,7 @@ class Store:
 
     def set_setting(self, key: str, value: str) -> None:
         """Store a setting."""
-        self.db["settings"].upsert({"key": key, "value": value}, pk="key")
+        self._insert("settings", {"key": key, "value": value}, replace_pk=("key",))
 
     def iter_ids(self, status: str | None = None) -> Iterator[int]:
         """Run ids, oldest first (optionally of one status)."""
