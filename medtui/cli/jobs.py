@@ -9,9 +9,12 @@ from typing import Optional
 import typer
 
 from medtui.cli import DB_HELP, app
-from medtui.cli.common import db_path, open_store, print_json
+from medtui.cli.common import db_path, open_store, print_json, store_is_read_only
 from medtui.format import progress_text
 from medtui.errors import UsageError
+
+#: More runs at once than any machine this targets could hold (a typo guard).
+MAX_PARALLEL = 256
 
 
 @app.command()
@@ -22,7 +25,7 @@ def cancel(
     """Cancel a run: it stops after its current step and keeps its results so far."""
     from medtui.jobs.queue import cancel as cancel_run
 
-    with open_store(db) as store:
+    with open_store(db, write=True) as store:
         run_id = store.resolve_ref(run_ref)
     typer.echo(f"run {run_id}: {cancel_run(db_path(db), run_id)}", err=True)
 
@@ -38,13 +41,14 @@ def queue(
 
     path = db_path(db)
     if max_parallel is not None:
-        if max_parallel < 1:
-            raise UsageError(f"--max-parallel must be >= 1, got {max_parallel}")
+        if not 1 <= max_parallel <= MAX_PARALLEL:
+            raise UsageError(f"--max-parallel must be in 1..{MAX_PARALLEL}, got {max_parallel}")
         with open_store(db, create=True) as store:
             store.set_setting("max_parallel", str(max_parallel))
     if not path.exists():
         raise UsageError(f"no store at {path} (start a run first, or pass --db)")
-    schedule(path)
+    if not store_is_read_only(path):
+        schedule(path)
     with open_store(db) as store:
         limit = limit_of(store)
         running = store.list_runs(status="running")
@@ -116,7 +120,7 @@ def delete(
     """Delete runs with their results, logs and checkpoints (not while running)."""
     from medtui.jobs.queue import delete as delete_run
 
-    with open_store(db) as store:
+    with open_store(db, write=True) as store:
         ids = [store.resolve_ref(r) for r in run_refs]
         for run_id in ids:
             if store.get_run(run_id)["status"] == "running":

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
@@ -11,7 +14,7 @@ from typing import Any, Optional
 import typer
 
 from medtui.cli import DB_HELP, app
-from medtui.cli.common import db_path, open_app, print_json
+from medtui.cli.common import db_path, open_app, open_store, print_json
 from medtui.config import RunConfig, load_toml
 from medtui.errors import UsageError
 from medtui.store.store import Store
@@ -106,25 +109,45 @@ def run(
         ),
         tasks_file,
     )
+    from medtui.validate import task_notes
+
     path = db_path(db)
-    with Store(path) as store:
-        run_id = store.create_run(cfg, status="running" if headless else "queued")
+    notes = task_notes(cfg)
+    with open_store(db, create=True, write=True) as store:
+        # a headless run is this process: its pid and a first heartbeat go in with the record,
+        # so that no liveness check sees a "running" run without either
+        own = dict(pid=os.getpid(), host=socket.gethostname(), heartbeat_at=time.time()) if headless else {}
+        run_id = store.create_run(cfg, status="running" if headless else "queued", **own)
+        for note in notes:  # said once, here and in the run's log
+            store.log(run_id, f"note: {note}", "warning")
+    for note in notes:
+        typer.echo(f"medtui: note: {note}", err=True)
     if headless:
         return _foreground(path, run_id, json_out)
-    from medtui.jobs.queue import enqueue, launch
+    from medtui.jobs.queue import enqueue
 
-    if queue:
-        started = enqueue(path, run_id)
+    # --detach and the app launch both go through the queue: max_parallel holds for every start
+    started = enqueue(path, run_id)
+    if queue or detach:
         typer.echo(run_id)
-        typer.echo(f"run {run_id} {'started' if run_id in started else 'queued'}", err=True)
-        return 0
-    pid = launch(path, run_id)
-    if detach:
-        typer.echo(run_id)
-        typer.echo(f"run {run_id} started in the background (pid {pid}); `medtui logs {run_id} -f` follows it", err=True)
+        typer.echo(_start_message(path, run_id, run_id in started), err=True)
         return 0
     open_app(str(path), run_id)
     return 0
+
+
+def _start_message(path: Path, run_id: int, started: bool) -> str:
+    """What became of a background start: its pid, or why it waits in the queue."""
+    from medtui.jobs.queue import max_parallel
+
+    with Store(path) as store:
+        run = store.get_run(run_id)
+        running = len(store.list_runs(status="running"))
+        limit = max_parallel(store)
+    if started:
+        return f"run {run_id} started in the background (pid {run['pid'] or '?'}); `medtui logs {run_id} -f` follows it"
+    return (f"run {run_id} queued: {running} running, at most {limit} at once (`medtui queue --max-parallel N` changes it); "
+            "it starts when a slot frees")
 
 
 def _foreground(path: Path, run_id: int, json_out: bool = False) -> int:
@@ -178,15 +201,19 @@ def resume(
     from medtui.jobs.queue import reconcile, resume_detached, resume_point
 
     path = db_path(db)
-    with Store(path, create=False) as store:
+    with open_store(db, write=True) as store:
         run_id = store.resolve_ref(run_ref)
         if detach:
             where = None
         else:
             reconcile(store)
             where = resume_point(store, run_id)
+            # claimed in one conditional update (a concurrent resume or launch cannot also claim it),
+            # with this process's pid and a heartbeat so that no liveness check fails it meanwhile
+            if not store.update_run(run_id, status="running", pid=os.getpid(), host=socket.gethostname(), heartbeat_at=time.time(),
+                                    error=None, where="status in ('failed', 'cancelled')"):
+                raise UsageError(f"run {run_id} is {store.get_run(run_id)['status']}: it cannot be resumed")
             store.log(run_id, f"resume requested: continuing after {where}")
-            store.update_run(run_id, status="running")
     if detach:
         typer.echo(run_id)
         typer.echo(f"run {run_id}: {resume_detached(path, run_id)}", err=True)

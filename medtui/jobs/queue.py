@@ -28,6 +28,9 @@ from medtui.store.store import Store
 
 #: A running run whose heartbeat is older than this is considered dead.
 STALE_S = 60.0
+#: ... unless its process is alive on this machine: then only a much older heartbeat (a hung
+#: worker) counts, so that a start slowed down by a loaded machine is never judged dead.
+STALE_LOCAL_S = 600.0
 #: A run just claimed by the scheduler has this long to start its process.
 START_GRACE_S = 30.0
 
@@ -84,10 +87,18 @@ def pid_alive(pid: int | None) -> bool:
 
 
 def reconcile(db: str | Path | Store) -> list[int]:
-    """Mark dead ``running`` runs as ``failed`` (process gone, or heartbeat stale). Returns their ids."""
+    """Mark dead ``running`` runs as ``failed`` (process gone, or heartbeat stale). Returns their ids.
+
+    A run is judged on what was read, and marked failed only if it is still exactly that
+    (same pid, same heartbeat): a worker that wrote its first heartbeat meanwhile is never
+    failed by a stale reading. A run without a pid yet (being started) is judged by the
+    time it was claimed or created, after a grace period. A read-only store is left as is.
+    """
     store, owned = _open(db)
     dead = []
     try:
+        if store.readonly:
+            return []
         here = socket.gethostname()
         now = time.time()
         # runs executed elsewhere (cluster jobs) beat in their own store file; ingestion reports their end
@@ -95,17 +106,27 @@ def reconcile(db: str | Path | Store) -> list[int]:
         for run in store.list_runs(status="running"):
             if run["id"] in remote:
                 continue
-            beat = run["heartbeat_at"] or run["started_at"] or 0
+            beat = run["heartbeat_at"] or run["started_at"] or run["updated_at"] or run["created_at"] or 0
+            local = bool(run["pid"]) and run["host"] in (None, here)
+            alive = local and pid_alive(run["pid"])
             reason = None
-            if run["pid"] and run["host"] in (None, here) and not pid_alive(run["pid"]):
+            if local and not alive:
                 reason = f"worker process {run['pid']} died (no exit was recorded)"
             elif not run["pid"] and now - beat > START_GRACE_S:
                 reason = "worker process never started"
-            elif now - beat > STALE_S:
+            elif now - beat > (STALE_LOCAL_S if alive else STALE_S):
                 reason = f"no heartbeat for {now - beat:.0f} s"
-            if reason:
-                store.update_run(run["id"], status="failed", error=reason, pid=None, finished_at=now)
-                store.log(run["id"], f"marked failed: {reason}", "error")
+            if not reason:
+                continue
+            with store.write():
+                marked = store.update_run(
+                    run["id"], status="failed", error=reason, pid=None, finished_at=now,
+                    where="status = 'running' and pid is ? and heartbeat_at is ?",
+                    where_args=(run["pid"], run["heartbeat_at"]),
+                )
+                if marked:
+                    store.log(run["id"], f"marked failed: {reason}", "error")
+            if marked:
                 dead.append(run["id"])
     finally:
         if owned:
@@ -137,29 +158,45 @@ def spawn(db_path: str | Path, run_id: int, gpu: str | None = None, threads: int
             env=env,
             close_fds=True,
         )
+    # the pid is known now: record it at once (the worker confirms it when it starts), so a
+    # slow start on a loaded machine is judged by its process, not by a missing heartbeat
+    with Store(db_path) as store:
+        store.update_run(run_id, pid=proc.pid, host=socket.gethostname(), heartbeat_at=time.time(), log_path=str(log),
+                         where="status = 'running' and pid is null")
     return proc.pid
 
 
-def _claim(store: Store, run_id: int, gpus: list[str]) -> str | None:
-    """Mark a run as starting (status running, no pid yet) and pick the least-used GPU for it."""
+#: Statuses a run may be started from (a new run is queued; a resumed one failed or was cancelled).
+STARTABLE: tuple[str, ...] = ("queued", "failed", "cancelled")
+
+
+def _claim(store: Store, run_id: int, gpus: list[str]) -> tuple[bool, str | None]:
+    """Mark a run as starting (status running, no pid yet) if it is startable; pick the least-used GPU.
+
+    The check and the claim are one conditional UPDATE: of two launchers, exactly one wins.
+    Returns (claimed, gpu).
+    """
     gpu = None
     if len(gpus) > 1:
         busy = [r["gpu"] for r in store.list_runs(status="running") if r["gpu"]]
         gpu = min(gpus, key=lambda g: (busy.count(g), gpus.index(g)))
     elif gpus:
         gpu = gpus[0]
-    store.update_run(run_id, status="running", pid=None, gpu=gpu, heartbeat_at=time.time(), error=None, cancel_requested=0)
-    return gpu
+    claimed = store.update_run(
+        run_id, status="running", pid=None, gpu=gpu, heartbeat_at=time.time(), error=None, cancel_requested=0,
+        where=f"status in ({', '.join('?' * len(STARTABLE))})", where_args=STARTABLE,
+    )
+    return claimed, gpu
 
 
 def launch(db_path: str | Path, run_id: int) -> int:
     """Start run ``run_id`` now, whatever the queue holds; returns the worker's pid."""
     store = Store(db_path)
     try:
-        run = store.get_run(run_id)
-        if run["status"] == "running":
-            raise UsageError(f"run {run_id} is already running")
-        gpu = _claim(store, run_id, gpu_ids())
+        claimed, gpu = _claim(store, run_id, gpu_ids())
+        if not claimed:
+            status = store.get_run(run_id)["status"]
+            raise UsageError(f"run {run_id} is {status}: it cannot be started" if status != "running" else f"run {run_id} is already running")
     finally:
         store.close()
     return spawn(db_path, run_id, gpu)
@@ -184,17 +221,14 @@ def schedule(db_path: str | Path) -> list[int]:
         gpus = gpu_ids()
         limit = max_parallel(store)
         # an immediate transaction: two schedulers never claim the same queued run
-        store.db.execute("BEGIN IMMEDIATE")
-        try:
+        with store.write():
             running = store.db.execute("select count(*) from runs where status = 'running'").fetchone()[0]
             free = max(0, limit - running)
             queued = [r[0] for r in store.db.execute("select id from runs where status = 'queued' and id not in (select run_id from ingests where done = 0) order by id limit ?", [free])]
             for run_id in queued:
-                started.append((run_id, _claim(store, run_id, gpus)))
-            store.db.execute("COMMIT")
-        except BaseException:
-            store.db.execute("ROLLBACK")
-            raise
+                claimed, gpu = _claim(store, run_id, gpus)
+                if claimed:
+                    started.append((run_id, gpu))
     finally:
         store.close()
     # CPU-only machines: share the cores between the runs allowed at once
@@ -208,14 +242,14 @@ def cancel(db_path: str | Path, run_id: int) -> str:
     """Cancel a run: a queued one at once, a running one after its current step. Returns what was done."""
     store = Store(db_path)
     try:
+        if store.update_run(run_id, status="cancelled", finished_at=time.time(), error="cancelled while queued", where="status = 'queued'"):
+            return "cancelled (was queued)"
         run = store.get_run(run_id)
         status = run["status"]
-        if status == "queued":
-            store.update_run(run_id, status="cancelled", finished_at=time.time(), error="cancelled while queued")
-            return "cancelled (was queued)"
         if status != "running":
             raise UsageError(f"run {run_id} is {status}, not running or queued: nothing to cancel")
-        store.request_cancel(run_id)
+        if not store.request_cancel(run_id):
+            return "a cancel is already pending: the run stops after its current step"
         pid = run["pid"]
         if pid and run["host"] in (None, socket.gethostname()) and pid_alive(pid):
             try:

@@ -9,8 +9,10 @@ stage checkpoint when the run has one, and starts queued runs when it ends.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -26,6 +28,8 @@ from medtui.store.sink import StoreSink
 from medtui.store.store import Store
 
 HEARTBEAT_S = 2.0
+#: A run whose heartbeat cannot be written for this long stops (below the store's 60 s staleness).
+HEARTBEAT_FAIL_S = 45.0
 
 
 class LineSink:
@@ -64,25 +68,54 @@ def format_event(event: Event) -> str | None:
 
 
 class Heartbeat(threading.Thread):
-    """Updates the run's heartbeat and polls its cancel flag, on its own connection."""
+    """Updates the run's heartbeat and polls its cancel flag, on its own connection.
 
-    def __init__(self, db_path: Path, run_id: int, stop: threading.Event) -> None:
+    A failed beat (a locked or unwritable store) is logged on ``log_stream`` and retried at
+    the next beat; when no beat could be written for ``fail_after_s`` the run is stopped and
+    :attr:`failure` says why (the store would otherwise soon judge it dead while it trains on).
+    """
+
+    def __init__(self, db_path: Path, run_id: int, stop: threading.Event, *, every_s: float = HEARTBEAT_S,
+                 fail_after_s: float = HEARTBEAT_FAIL_S, log_stream: TextIO | None = None) -> None:
         super().__init__(daemon=True, name=f"heartbeat-{run_id}")
         self.db_path, self.run_id, self.stop_flag = db_path, run_id, stop
+        self.every_s, self.fail_after_s = every_s, fail_after_s
+        self.log_stream = log_stream if log_stream is not None else sys.stderr
         self.done = threading.Event()
+        #: Why the heartbeat stopped the run (None while it could write).
+        self.failure: str | None = None
+
+    def _say(self, text: str) -> None:
+        with contextlib.suppress(Exception):  # a closed stream must not end the heartbeat
+            self.log_stream.write(f"{time.strftime('%H:%M:%S')} heartbeat: {text}\n")
+            self.log_stream.flush()
 
     def run(self) -> None:
         """Beat until :attr:`done` is set."""
-        store = Store(self.db_path)
-        try:
-            while not self.done.wait(HEARTBEAT_S):
-                try:
-                    store.update_run(self.run_id, heartbeat_at=time.time())
-                    if store.cancel_requested(self.run_id):
-                        self.stop_flag.set()
-                except Exception:  # a busy or briefly locked database must not kill the run
-                    pass
-        finally:
+        store: Store | None = None
+        last_ok, last_error = time.monotonic(), None
+        while not self.done.wait(self.every_s):
+            try:
+                if store is None:
+                    store = Store(self.db_path)
+                store.update_run(self.run_id, heartbeat_at=time.time())
+                if store.cancel_requested(self.run_id):
+                    self.stop_flag.set()
+                if last_error is not None:
+                    self._say("written again")
+                last_ok, last_error = time.monotonic(), None
+            except Exception as e:  # noqa: BLE001 - any failure to beat is logged and counted, never fatal at once
+                text = f"{type(e).__name__}: {e}"
+                if text != last_error:
+                    self._say(f"cannot write the heartbeat ({text}); retrying")
+                last_error = text
+                down = time.monotonic() - last_ok
+                if down >= self.fail_after_s:
+                    self.failure = f"heartbeat could not be written for {down:.0f} s ({text})"
+                    self._say(f"stopping the run: {self.failure}")
+                    self.stop_flag.set()
+                    break
+        if store is not None:
             store.close()
 
 
@@ -96,10 +129,10 @@ def execute(
 ) -> int:
     """Run (or resume) stored run ``run_id`` to its end. Returns an exit code: 0 finished, 1 failed or cancelled, 2 bad input.
 
-    ``extra_sink`` also receives every event (the CLI's progress display).
+    ``extra_sink`` also receives every event (the CLI's progress display). The pid and a
+    first heartbeat are written, and the heartbeat thread started, before the slow imports
+    (torch), so that a run being started is never judged dead.
     """
-    from medtui.engine.run import ResumePoint, run_experiment
-
     db_path = Path(db_path).resolve()
     store = Store(db_path)
     run = store.get_run(run_id)
@@ -111,11 +144,6 @@ def execute(
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
-    resume = None
-    if run["last_stage"] >= 1:
-        latest = store.latest_checkpoint(run_id)
-        if latest is not None:
-            resume = ResumePoint(stage=latest[0], checkpoint=latest[1])
     log_file = log_path(db_path, run_id)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     store.update_run(
@@ -128,10 +156,17 @@ def execute(
         error=None,
         cancel_requested=0,
         log_path=str(log_file),
-        **provenance(),
     )
-    heart = Heartbeat(db_path, run_id, stop)
+    heart = Heartbeat(db_path, run_id, stop, log_stream=log_stream)
     heart.start()
+    store.update_run(run_id, **provenance())
+    from medtui.engine.run import ResumePoint, run_experiment
+
+    resume = None
+    if run["last_stage"] >= 1:
+        latest = store.latest_checkpoint(run_id)
+        if latest is not None:
+            resume = ResumePoint(stage=latest[0], checkpoint=latest[1])
     code = 0
     with open(log_file, "a", encoding="utf-8", buffering=1) as fh:
         # the log line first: whoever sees the new status in the store finds the line already written
@@ -161,6 +196,11 @@ def execute(
         finally:
             heart.done.set()
             heart.join(timeout=5)
+        if heart.failure:
+            code = 1
+            fh.write(f"run failed: {heart.failure}\n")
+            with contextlib.suppress(Exception):  # the store may be what failed
+                store.update_run(run_id, status="failed", error=heart.failure, pid=None, finished_at=time.time())
     store.close()
     from medtui.jobs.queue import schedule
 
