@@ -8,6 +8,7 @@ never a traceback. Importing this module does not import torch.
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from typing import Any, Optional
 
@@ -46,6 +47,9 @@ class MedtuiGroup(TyperGroup):
         except MedtuiError as e:
             typer.echo(f"medtui: error: {_one_line(str(e))}", err=True)
             code = 1
+        except sqlite3.DatabaseError as e:  # a store damaged past its header: say so, never a traceback
+            typer.echo(f"medtui: error: the store cannot be read ({_one_line(str(e))})", err=True)
+            code = 2
         except click_exc.Abort:
             typer.echo("medtui: aborted", err=True)
             code = 130
