@@ -36,6 +36,13 @@ LR_PRETRAINED = 1e-5
 #: larger step than full fine-tuning (1e-4, the order used for CLIP in CLIP-LoRA, Zanella & Ben Ayed 2024).
 LR_LORA_PRETRAINED = 1e-4
 
+#: Upper bounds on counts: far above any real run, they catch an extra zero (or ten) before a run is stored.
+LIMITS: dict[str, int] = {
+    "epochs": 10_000, "batch_size": 65_536, "eval_batch_size": 65_536, "buffer_size": 10_000_000,
+    "max_train": 100_000_000, "max_test": 100_000_000, "keep_checkpoints": 1_000, "shots": 10_000_000,
+}
+MAX_LR = 10.0
+MAX_SEED = 2**32 - 1
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 #: A LoRA target: a module name, or the last dotted components of a module path (``mlp.c_fc``).
 _TARGET_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
@@ -276,6 +283,7 @@ def resolve(config: RunConfig) -> RunConfig:
     method_opts = resolve_options(config.method, config.method_opts)
     if config.method != "naive" and not PROTOCOLS[config.paradigm].sequential:
         raise ConfigError(f"method {config.method!r} applies to continual runs only, not {config.paradigm} (use --method naive)")
+    _check_bounds(config)
     if config.tune not in TUNE_MODES:
         raise ConfigError(f"unknown tuning mode {config.tune!r}: choose one of {', '.join(TUNE_MODES)}")
     if config.amp not in AMP_MODES:
@@ -318,6 +326,8 @@ def resolve(config: RunConfig) -> RunConfig:
         raise ConfigError(f"unknown device {config.device!r}: use auto, cpu or cuda[:i]")
     if config.name is not None and not _NAME_RE.match(config.name):
         raise ConfigError(f"run name {config.name!r} must be 1-80 printable characters")
+    if config.name is not None and config.name.isdigit():
+        raise ConfigError(f"run name {config.name!r} is all digits: `medtui show {config.name}` would mean run id {config.name}; add a letter")
     pretrained = config.pretrained
     if pretrained is not None and pretrained.strip().lower() in ("", "none", "random"):
         pretrained = None
@@ -349,6 +359,25 @@ def _check_lora(config: RunConfig) -> None:
     dup = sorted({t for t in config.lora_targets if config.lora_targets.count(t) > 1})
     if dup:
         raise ConfigError(f"lora target {dup[0]!r} appears twice")
+
+
+def _check_bounds(config: RunConfig) -> None:
+    """Every float finite (top-level fields and option tables alike), counts and lr below sane limits."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        items = value.items() if isinstance(value, Mapping) else [(None, value)]
+        for sub, v in items:
+            if isinstance(v, float) and not math.isfinite(v):
+                key = f.name.replace("_", " ") + (f" {sub}" if sub else "")
+                raise ConfigError(f"{key} must be a finite number, got {v}")
+    for key, top in LIMITS.items():
+        v = getattr(config, key)
+        if v is not None and v > top:
+            raise ConfigError(f"{key.replace('_', ' ')} must be at most {top:,}, got {v:,}")
+    if config.lr is not None and config.lr > MAX_LR:
+        raise ConfigError(f"learning rate must be at most {MAX_LR:g}, got {config.lr:g}")
+    if not 0 <= config.seed <= MAX_SEED:
+        raise ConfigError(f"seed must be in 0..{MAX_SEED}, got {config.seed}")
 
 
 def stage_labels(config: RunConfig) -> list[str]:
