@@ -22,3 +22,9 @@ def check_config(config: RunConfig) -> RunConfig:
     if cfg.tune == "lora":
         check_lora_targets(cfg.model, cfg.lora_targets)
     return replace(cfg, data_dir=str(registry.data_dir))
+
+
+def task_notes(config: RunConfig) -> list[str]:
+    """One-line notes about the run's tasks worth saying once (e.g. a user task without a validation split)."""
+    registry = TaskRegistry(config.data_dir, config.user_tasks)
+    return [str(note) for name in config.columns if (note := registry.get(name).options.get("note"))]

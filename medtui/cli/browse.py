@@ -227,6 +227,8 @@ def datasets(
     reg = TaskRegistry(data_dir, user)
     items = []
     for spec in reg.specs():
+        if spec.options.get("note"):
+            typer.echo(f"medtui: note: {spec.options['note']}", err=True)
         available = reg.available(spec)
         if spec.source == "medmnist" and not all_sizes and spec.image_size != 28 and not available:
             continue

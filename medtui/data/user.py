@@ -47,8 +47,18 @@ def _str_list(value: Any) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(v, str) and v.strip() for v in value)
 
 
-def _npz_geometry(path: Path, where: str) -> tuple[int, int]:
-    """(image_size, channels) of an npz's ``train_images``, read from the .npy header only."""
+def _npy_shape(zf: zipfile.ZipFile, key: str) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of one array of an npz, read from its .npy header only (no pixels decompressed)."""
+    with zf.open(f"{key}.npy") as fh:
+        version = np.lib.format.read_magic(fh)
+        npy = np.lib.format
+        read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+        shape, _, dtype = read_header(fh)
+    return tuple(shape), dtype
+
+
+def _npz_geometry(path: Path, where: str) -> tuple[int, int, dict[str, int]]:
+    """(image_size, channels, samples per split) of an npz, from the .npy headers only."""
     try:
         with zipfile.ZipFile(path) as zf:
             names = {n.removesuffix(".npy") for n in zf.namelist()}
@@ -56,15 +66,11 @@ def _npz_geometry(path: Path, where: str) -> tuple[int, int]:
             missing = [k for k in ("train_images", "train_labels", "test_images", "test_labels") if k not in names]
             if missing:
                 raise DataError(f"{where}: {path} lacks key(s) {', '.join(missing)} (has: {', '.join(sorted(names))})")
-            with zf.open("train_images.npy") as fh:
-                version = np.lib.format.read_magic(fh)
-                # Only the header is read: no pixels are decompressed at parse time.
-                npy = np.lib.format
-                read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
-                shape, _, dtype = read_header(fh)
+            shape, dtype = _npy_shape(zf, "train_images")
+            counts = {k: int(_npy_shape(zf, f"{k}_labels")[0][0]) for k in SPLITS if f"{k}_labels" in names and f"{k}_images" in names}
     except KeyError:
         raise DataError(f"{where}: {path} lacks key train_images") from None
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+    except (zipfile.BadZipFile, ValueError, OSError, IndexError) as exc:
         raise DataError(f"{where}: {path} is not a readable .npz archive ({type(exc).__name__})") from None
     if dtype != np.uint8:
         raise DataError(f"{where}: train_images in {path} must be uint8, got {dtype}")
@@ -72,7 +78,7 @@ def _npz_geometry(path: Path, where: str) -> tuple[int, int]:
         shape = (*shape, 1)
     if len(shape) != 4 or shape[1] != shape[2] or shape[3] not in (1, 3):
         raise DataError(f"{where}: train_images in {path} must be N x S x S [x 1|3] (square), got {shape}")
-    return int(shape[1]), int(shape[3])
+    return int(shape[1]), int(shape[3]), counts
 
 
 def _class_dirs(split_dir: Path) -> list[str]:
@@ -166,8 +172,14 @@ def parse_task_table(table: dict, base_dir: Path, origin: str) -> TaskSpec:
         raise bad("channels", f"1 (grayscale) or 3 (RGB) (got {channels})")
     if size is not None and not 8 <= size <= 1024:
         raise bad("image_size", f"between 8 and 1024 pixels (got {size})")
+    options: dict[str, Any] = {"path": str(path)}
     if fmt == "npz":
-        native_size, native_channels = _npz_geometry(path, where)
+        native_size, native_channels, counts = _npz_geometry(path, where)
+        # split sizes from the headers: listings show real counts without loading pixels
+        options.update({f"n_{k}": n for k, n in counts.items()})
+        if "val" not in counts:
+            options["n_val"] = 0
+            options["note"] = f"task {name!r} has no validation split (no val_images/val_labels in {path.name})"
         if size is not None and size != native_size:
             raise bad("image_size", f"left out for npz tasks (the file's images are {native_size} px, not {size})")
         if channels is not None and channels != native_channels:
@@ -187,7 +199,7 @@ def parse_task_table(table: dict, base_dir: Path, origin: str) -> TaskSpec:
         image_size=size if size is not None else DEFAULT_IMAGE_SIZE,
         channels=channels if channels is not None else DEFAULT_CHANNELS,
         description=description,
-        options={"path": str(path)},
+        options=options,
     )
 
 
