@@ -38,7 +38,7 @@ def seed_demo_study(path: str | Path, text: str = DEMO_STUDY, seed: int = 0, fin
     with Store(path) as store:
         sub = submit(store, plan)
         ids = sub.added[: len(sub.added) if finish is None else finish]
-        with store.db.atomic():
+        with store.write():
             for k, (run_id, planned) in enumerate(zip(ids, plan.runs)):
                 cfg = planned.config
                 m = demo_matrix(rng, cfg.paradigm, len(cfg.tasks), len(cfg.heldout), cfg.buffer_size)

@@ -162,7 +162,7 @@ def submit(store: Store, plan: Plan, force: bool = False, remote: Callable[[int]
 
 def delete_study(store: Store, study_id: int) -> int:
     """Remove a study record; runs still attached are kept as ordinary runs. Returns how many were detached."""
-    with store.db.atomic():
+    with store.write():
         n = store.db.execute("update runs set study_id = null, study_key = null where study_id = ?", [study_id]).rowcount
         store.db.execute("delete from studies where id = ?", [study_id])
     return int(n or 0)
