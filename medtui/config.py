@@ -283,6 +283,7 @@ def resolve(config: RunConfig) -> RunConfig:
     method_opts = resolve_options(config.method, config.method_opts)
     if config.method != "naive" and not PROTOCOLS[config.paradigm].sequential:
         raise ConfigError(f"method {config.method!r} applies to continual runs only, not {config.paradigm} (use --method naive)")
+    _check_lora(config)  # first: its messages are the more specific ones for the lora fields
     _check_bounds(config)
     if config.tune not in TUNE_MODES:
         raise ConfigError(f"unknown tuning mode {config.tune!r}: choose one of {', '.join(TUNE_MODES)}")
@@ -321,7 +322,6 @@ def resolve(config: RunConfig) -> RunConfig:
         raise ConfigError(f"weight decay must be >= 0, got {config.weight_decay}")
     if not 0 <= config.warmup < 1:
         raise ConfigError(f"warmup must be a fraction in [0, 1), got {config.warmup}")
-    _check_lora(config)
     if not _DEVICE_RE.match(config.device):
         raise ConfigError(f"unknown device {config.device!r}: use auto, cpu or cuda[:i]")
     if config.name is not None and not _NAME_RE.match(config.name):
