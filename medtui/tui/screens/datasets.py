@@ -9,7 +9,6 @@ screen never downloads: a missing MedMNIST file shows the registry's one-line er
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +19,11 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Static, Tree
 
 from medtui.data.base import SPLITS, TaskSpec
+from medtui.tui.messages import TaskEntry, TaskLoaded, TaskLoadFailed, TaskSummary, TasksListed
 from medtui.tui.widgets.images import SampleGallery, downscale
 
 #: Sample images shown per class, and their size in pixels once downscaled.
@@ -34,51 +33,6 @@ SAMPLE_PX = 16
 LOAD_LIMIT_BYTES = 2_000_000_000
 #: The MedMNIST size always listed; other sizes appear only when their file is on disk.
 BASE_SIZE = 28
-
-
-@dataclass(frozen=True)
-class TaskEntry:
-    """One task of the listing: its spec and whether it loads without a download."""
-
-    spec: TaskSpec
-    available: bool
-
-
-@dataclass
-class TaskSummary:
-    """What the screen keeps of a loaded task (not its pixels: a 224 px set is gigabytes)."""
-
-    name: str
-    counts: dict[str, list[int]]
-    shape: tuple[int, int, int]
-    samples: list[tuple[str, list[np.ndarray]]] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-class TasksListed(Message):
-    """A worker listed the registry's tasks for ``data_dir``."""
-
-    def __init__(self, data_dir: Path, entries: list[TaskEntry]) -> None:
-        super().__init__()
-        self.data_dir = data_dir
-        self.entries = entries
-
-
-class TaskLoaded(Message):
-    """A worker loaded a task and summarised it."""
-
-    def __init__(self, summary: TaskSummary) -> None:
-        super().__init__()
-        self.summary = summary
-
-
-class TaskLoadFailed(Message):
-    """A worker could not load a task; ``error`` is the registry's one-line message."""
-
-    def __init__(self, name: str, error: str) -> None:
-        super().__init__()
-        self.name = name
-        self.error = error
 
 
 def list_tasks(data_dir: Path | None = None) -> tuple[Path, list[TaskEntry]]:

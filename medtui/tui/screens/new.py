@@ -18,7 +18,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.message import Message
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Button, Footer, Input, Label, Select, Static
@@ -26,43 +25,12 @@ from textual.widgets import Button, Footer, Input, Label, Select, Static
 from medtui.config import RunConfig, load_toml, resolve, to_toml
 from medtui.errors import ConfigError, MedtuiError
 from medtui.validate import check_config
+from medtui.tui.messages import ConfigLoaded, ConfigSaved, FormFailed, RunCreated
 from medtui.tui.widgets.settings import SettingsForm, known_choices
 from medtui.tui.widgets.tasks import MARK_MISSING, AvailableTasks, SequenceList, TaskPicker, TaskSequence
 
 HINT_AVAILABLE = f"enter add · h hold out · x remove\n{MARK_MISSING} not on disk yet: downloaded at start"
 HINT_SEQUENCE = "[ ] or shift+↑↓ move · x remove\nh: held out ⇄ trained"
-
-
-class RunCreated(Message):
-    """A run was stored and launched, or queued (``started``: its worker is running)."""
-
-    def __init__(self, run_id: int, queued: bool, started: bool) -> None:
-        super().__init__()
-        self.run_id, self.queued, self.started = run_id, queued, started
-
-
-class ConfigLoaded(Message):
-    """A TOML file was read."""
-
-    def __init__(self, config: RunConfig, path: Path) -> None:
-        super().__init__()
-        self.config, self.path = config, path
-
-
-class ConfigSaved(Message):
-    """The form was written to a TOML file."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        self.path = path
-
-
-class FormFailed(Message):
-    """A file or store operation of the form failed; ``error`` is one line for the user."""
-
-    def __init__(self, error: str) -> None:
-        super().__init__()
-        self.error = error
 
 
 class NewExperimentScreen(Screen):
