@@ -67,6 +67,11 @@ class RunConfig:
     ``lr`` None means "choose for me" (see :func:`resolve`). ``max_train``/``max_test``
     cap each task's split with a class-stratified, seeded subsample. ``shots`` K > 0 keeps
     K labelled training samples per class of every task (seeded; 0 = all), the data-efficiency axis.
+    ``eval_every`` N > 1 evaluates every column only after every N-th stage and the last
+    (zero-shot always); the other stages evaluate just their own tasks, so ``la``/``bwt``
+    keep their terms and the skipped cells stay missing (metrics skip them). ``deterministic``
+    asks for deterministic GPU kernels (no cuDNN autotuning), so a GPU run resumed from a
+    checkpoint matches one that never stopped.
     ``recalibrate_bn`` re-estimates batch-norm statistics on the stage's data after each
     stage (models with batch norm only; see :func:`medtui.engine.train.recalibrate_norm_stats`).
     ``lora_rank``/``lora_alpha``/``lora_targets`` shape the adapters of ``tune = "lora"``
@@ -101,6 +106,8 @@ class RunConfig:
     max_test: int | None = None
     shots: int = 0
     eval_batch_size: int = 256
+    eval_every: int = 1
+    deterministic: bool = False
     keep_checkpoints: int = 1
     recalibrate_bn: bool = True
     lora_rank: int = 8
@@ -162,11 +169,11 @@ def _coerce(key: str, value: Any) -> Any:
         if not isinstance(value, Mapping):
             raise ConfigError("'method_opts' must be a table of method options")
         return dict(value)
-    if key == "recalibrate_bn":
+    if key in ("recalibrate_bn", "deterministic"):
         if not isinstance(value, bool):
             raise ConfigError(f"{key!r} must be true or false, got {value!r}")
         return value
-    if key in ("buffer_size", "epochs", "batch_size", "seed", "eval_batch_size", "keep_checkpoints", "shots", "lora_rank"):
+    if key in ("buffer_size", "epochs", "batch_size", "seed", "eval_batch_size", "eval_every", "keep_checkpoints", "shots", "lora_rank"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key!r} must be an integer, got {value!r}")
         return value
@@ -304,7 +311,7 @@ def resolve(config: RunConfig) -> RunConfig:
         raise ConfigError(
             f"a replay buffer (buffer size {config.buffer_size}) only applies to the continual paradigm, not {config.paradigm}"
         )
-    for key in ("epochs", "batch_size", "eval_batch_size"):
+    for key in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
         v = getattr(config, key)
         if v <= 0:
             raise ConfigError(f"{key.replace('_', ' ')} must be > 0, got {v}")

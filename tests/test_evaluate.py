@@ -83,3 +83,33 @@ def test_evaluation_leaves_no_inference_tensors_for_training(tasks: list) -> Non
         loss = model.logits(model.encode_images(x), tasks[0].spec.name).sum()
         loss.backward()
         assert any(p.grad is not None for p in model.trainable_parameters())
+
+
+def test_eval_every_leaves_skipped_cells_missing_and_metrics_skip_them() -> None:
+    from helpers import fast_config
+
+    from medtui.engine.run import run_experiment
+    from medtui.events import ListSink, RunStarted, TaskEvaluated
+    from medtui.metrics import compute_metrics
+
+    cfg = fast_config(tasks=("synth-cxr-a", "synth-derm", "synth-histo"), eval_every=2, max_train=64, max_test=24)
+    sink = ListSink()
+    run_experiment(cfg, sink)
+    cols = sink.of(RunStarted)[0].columns
+    m: list[list[float | None]] = [[None] * 3 for _ in range(4)]
+    for e in sink.of(TaskEvaluated):
+        m[e.row][cols.index(e.task)] = e.accuracy
+    filled = [[v is not None for v in row] for row in m]
+    # zero-shot, row 2 (every 2nd stage) and the last row are complete; row 1 has its own task only
+    assert filled == [[True] * 3, [True, False, False], [True] * 3, [True] * 3]
+    metrics = compute_metrics(m, "continual", 3)
+    assert metrics["la"] is not None and metrics["bwt"] is not None and metrics["last"] is not None
+
+
+def test_eval_every_must_be_positive() -> None:
+    from helpers import fast_config
+
+    from medtui.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="eval every"):
+        fast_config(eval_every=0)

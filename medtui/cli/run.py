@@ -84,6 +84,12 @@ def run(
     name: Optional[str] = typer.Option(None, "--name", help="Run name."),
     max_train: Optional[int] = typer.Option(None, "--max-train", help="Cap each task's train split (stratified subsample)."),
     max_test: Optional[int] = typer.Option(None, "--max-test", help="Cap each task's test split (stratified subsample)."),
+    eval_every: Optional[int] = typer.Option(
+        None, "--eval-every", help="Evaluate every task after every N-th stage and the last (other stages: their own tasks only)."
+    ),
+    deterministic: Optional[bool] = typer.Option(
+        None, "--deterministic/--fast-kernels", help="Deterministic GPU kernels (exact resumes on GPU; slower)."
+    ),
     shots: Optional[int] = typer.Option(None, "--shots", help="K labelled training samples per class per task (seeded; 0 = all)."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where MedMNIST .npz files live (default: $MEDTUI_DATA_DIR or a cache dir)."),
     headless: bool = typer.Option(False, "--headless", help="Run in the foreground, without the app."),
@@ -104,7 +110,7 @@ def run(
         dict(
             tasks=tasks, heldout=heldout, paradigm=paradigm, method=method, opts=opt, buffer_size=buffer_size, model=model, pretrained=pretrained,
             tune=tune, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, name=name,
-            max_train=max_train, max_test=max_test, shots=shots, data_dir=data_dir,
+            max_train=max_train, max_test=max_test, eval_every=eval_every, deterministic=deterministic, shots=shots, data_dir=data_dir,
             lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets,
         ),
         tasks_file,

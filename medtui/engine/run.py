@@ -47,10 +47,13 @@ class ResumePoint:
     checkpoint: Path
 
 
-def pick_device(spec: str) -> torch.device:
+def pick_device(spec: str, deterministic: bool = False) -> torch.device:
     """``auto`` → the first CUDA device if there is one, else the CPU; other values as given (checked).
 
     On CUDA, TF32 matmuls are allowed (CLIP fine-tuning does not need full FP32 matmul precision).
+    cuDNN autotunes its kernels once per input shape (a run has a handful: full, last and replay
+    batches, evaluation batches); ``deterministic`` turns that off and asks for deterministic
+    kernels instead, so that a resumed GPU run repeats the one that never stopped.
     ``$MEDTUI_THREADS`` caps the CPU threads (the queue sets it when several CPU runs share a machine).
     """
     threads = os.environ.get("MEDTUI_THREADS")
@@ -64,8 +67,20 @@ def pick_device(spec: str) -> torch.device:
             raise ConfigError(f"device {spec!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible")
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = deterministic
+        if deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
     return dev
+
+
+def eval_columns(tensors: list[TaskTensors], trained: tuple[str, ...], row: int, n_rows: int, every: int) -> list[TaskTensors]:
+    """The columns evaluated after stage ``row`` of ``n_rows``: all of them every ``every`` stages and
+    after the last; otherwise only the stage's own tasks (their cells feed ``la``/``bwt``)."""
+    if every <= 1 or row % every == 0 or row == n_rows:
+        return tensors
+    return [t for t in tensors if t.spec.name in trained]
 
 
 def seed_everything(seed: int) -> None:
@@ -149,7 +164,7 @@ def _run(
     resume: ResumePoint | None,
     should_stop: Callable[[], bool],
 ) -> None:
-    device = pick_device(config.device)
+    device = pick_device(config.device, config.deterministic)
     seed_everything(config.seed)
     datas = load_tasks(config, emit)
 
@@ -237,7 +252,8 @@ def _run(
             recalibrate_norm_stats(model, replay, stage.tasks, stage.index, by_name, config, device)
         if replay is not None:
             replay.admit(stage.index, stage.tasks, train_labels, n_classes, emit)
-        for ev in evaluate_row(model, tensors, stage.index, stage.label, device, config.eval_batch_size, config.amp):
+        for ev in evaluate_row(model, eval_columns(tensors, stage.tasks, stage.index, len(stages), config.eval_every),
+                               stage.index, stage.label, device, config.eval_batch_size, config.amp):
             emit(ev)
         ckpt = None
         if checkpoint_dir is not None and config.keep_checkpoints > 0:
