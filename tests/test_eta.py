@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+import time
 from pathlib import Path
 
 import pytest
@@ -129,3 +132,45 @@ def test_the_tracker_folds_events_as_the_store_does(db: Path) -> None:
     train_left = (1 - p["step"] / p["n_steps"]) * plan["stages"][0]["images"] + plan["stages"][1]["images"]
     by_hand = train_left / p["throughput"] + 2 * p["eval_s"]
     assert eta == pytest.approx(by_hand, abs=0.05)  # `at` is the moment of the step: almost nothing to take off
+
+
+# a run 2 steps into stage 1 of PLAN, written just now: (150 + 100) / 2.5 img/s + 2 * 1 s = 102 s left
+LIVE = {"plan": PLAN, "n_stages": 2, "rows_done": 1, "stage": 1, "step": 2, "n_steps": 8, "throughput": 2.5, "eval_s": 1.0}
+
+
+def live_run(db: Path) -> int:
+    from medtui.config import RunConfig, resolve
+    from medtui.store.store import Store
+
+    now = time.time()
+    with Store(db) as s:
+        # a fresh heartbeat: liveness checks must not mark it dead while the test reads it
+        return s.create_run(resolve(RunConfig(tasks=("synth-cxr-a", "synth-derm"), name="live")), status="running",
+                            started_at=now, heartbeat_at=now, host="test", device="cpu", progress={**LIVE, "at": now})
+
+
+def test_the_runs_list_detail_header_and_queue_show_the_eta(db: Path) -> None:
+    from typer.testing import CliRunner
+
+    from medtui.cli import app
+    from medtui.tui.screens.detail import header_text
+    from medtui.tui.screens.runs import status_text
+
+    assert eta_seconds({**LIVE, "at": 1000.0}, now=1000.0) == pytest.approx(102.0)
+    run = {"status": "running", "progress": {**LIVE, "at": 1000.0}}
+    assert status_text(run, now=1000.0) == "▶ 1/2 ETA 1m42s"
+    assert status_text(run, now=1060.0) == "▶ 1/2 ETA 42s"
+    detail = {"id": 7, "name": "live", "paradigm": "continual", "buffer": {"budget": 0}, "device": "cpu", "weights": "random", **run}
+    assert "▶ running ETA 1m42s" in header_text(detail, now=1000.0).plain
+    assert "ETA" not in header_text({**detail, "status": "finished"}, now=1000.0).plain
+
+    rid = live_run(db)
+    runner = CliRunner()
+    out = runner.invoke(app, ["queue", "--db", str(db)], env={"NO_COLOR": "1"})
+    assert out.exit_code == 0, out.output
+    assert re.search(rf"running  #{rid} live .* · ETA 1m4[12]s", out.stdout), out.stdout
+    assert re.search(r"the running ones done in 1m4[12]s", out.stdout)
+    js = json.loads(runner.invoke(app, ["queue", "--db", str(db), "--json"]).stdout)
+    assert js["running"][0]["eta_s"] == pytest.approx(102.0, abs=2)
+    listing = runner.invoke(app, ["runs", "--db", str(db)], env={"NO_COLOR": "1", "COLUMNS": "80"}).stdout
+    assert re.search(r"ETA 1m4[12]s", listing), listing

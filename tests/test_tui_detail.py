@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, RichLog, Sparkline, Static, TabbedContent
+from textual.widgets import DataTable, RichLog, Static, TabbedContent
 
 from medtui.config import RunConfig, resolve
 from medtui.events import LogLine, RunStarted, StageStarted, StepLogged, TaskEvaluated
@@ -20,6 +20,7 @@ from helpers import new_app, until
 from medtui.tui.screens import detail as detail_mod
 from medtui.tui.screens.detail import RunDetailScreen
 from medtui.tui.screens.runs import RunsScreen
+from medtui.tui.widgets.charts import LossChart
 from medtui.tui.widgets.matrix import MatrixTable
 
 SIZE = (80, 24)
@@ -104,7 +105,7 @@ async def test_matrix_metrics_buffer_and_config_match_the_store(store_path: Path
         assert per_task and [str(k.value) for k in buffer.rows] == list(per_task)
         assert [buffer.get_cell(t, "samples").plain for t in per_task] == [str(n) for n in per_task.values()]
         assert buffer.get_cell("synth-cxr-a", "per class") == " ".join(map(str, stored[1]["buffer"]["per_class"]["synth-cxr-a"]))
-        assert len(screen.query_one("#detail-loss", Sparkline).data or []) == len(Store(store_path).steps(1))
+        assert sum(len(xs) for _, xs, _ in screen.query_one("#detail-loss", LossChart).series) == len(Store(store_path).steps(1))
 
 
 async def test_tabs_switch_with_number_and_arrow_keys(store_path: Path) -> None:
@@ -141,7 +142,7 @@ async def test_live_run_fills_cells_steps_and_log(store_path: Path) -> None:
         assert matrix_texts(screen) == [["50.0", "·"], ["·", "·"], ["·", "·"]]
         progress = str(screen.query_one("#detail-progress", Static).render())
         assert "stage 1/2" in progress and "step 10/40" in progress and "loss 0.900" in progress and "300 img/s" in progress
-        assert screen.query_one("#detail-loss", Sparkline).data == [0.9]
+        assert screen.query_one("#detail-loss", LossChart).series == [("stage 1", [10.0], [0.9])]
         await pilot.press("5")
         await until(pilot, lambda: "stage 1: after synth-cxr-a" in log_text(screen), what="the first log lines")
         lines_before = len(screen.query_one("#detail-log", RichLog).lines)
@@ -152,7 +153,7 @@ async def test_live_run_fills_cells_steps_and_log(store_path: Path) -> None:
         sink(LogLine("warning", "hello from the test"))
         await until(pilot, lambda: matrix_texts(screen)[1][0] == "87.5", what="the new cell")
         await until(pilot, lambda: "hello from the test" in log_text(screen), what="the new log line")
-        assert screen.query_one("#detail-loss", Sparkline).data == [0.9, 0.7]
+        assert screen.query_one("#detail-loss", LossChart).series == [("stage 1", [10.0, 20.0], [0.9, 0.7])]
         assert "step 20/40" in str(screen.query_one("#detail-progress", Static).render())
         # appended, not re-read: every earlier line is still there exactly once
         text = log_text(screen)

@@ -39,6 +39,7 @@ def _list_row(run: dict[str, Any]) -> dict[str, Any]:
         "started_at": run["started_at"],
         "finished_at": run["finished_at"],
         "duration_s": run_duration(run),
+        "eta_s": run_eta(run),
         "pid": run["pid"],
         "error": run["error"],
     }

@@ -10,7 +10,8 @@ import typer
 
 from medtui.cli import DB_HELP, app
 from medtui.cli.common import db_path, open_store, print_json, store_is_read_only
-from medtui.format import progress_text
+from medtui.eta import fmt_eta, run_eta
+from medtui.format import fmt_duration, progress_text
 from medtui.errors import UsageError
 
 #: More runs at once than any machine this targets could hold (a typo guard).
@@ -57,15 +58,19 @@ def queue(
         print_json(
             {
                 "max_parallel": limit,
-                "running": [{"id": r["id"], "name": r["name"], "pid": r["pid"], "gpu": r["gpu"], "progress": r["progress"]} for r in running],
+                "running": [{"id": r["id"], "name": r["name"], "pid": r["pid"], "gpu": r["gpu"], "progress": r["progress"],
+                             "eta_s": run_eta(r)} for r in running],
                 "queued": [{"id": r["id"], "name": r["name"], "position": i + 1} for i, r in enumerate(queued)],
             }
         )
         return
-    typer.echo(f"{len(running)} running, {len(queued)} queued, at most {limit} at once")
-    for r in running:
+    etas = [run_eta(r) for r in running]
+    known = [e for e in etas if e is not None]
+    done = f"; the running ones done in {fmt_duration(max(known))}" if known and len(known) == len(etas) else ""
+    typer.echo(f"{len(running)} running, {len(queued)} queued, at most {limit} at once{done}")
+    for r, eta in zip(running, etas):
         gpu = f" gpu {r['gpu']}" if r["gpu"] else ""
-        typer.echo(f"  running  #{r['id']} {r['name']}  pid {r['pid'] or '?'}{gpu}  {progress_text(r)}")
+        typer.echo(f"  running  #{r['id']} {r['name']}  pid {r['pid'] or '?'}{gpu}  {progress_text(r)} · {fmt_eta(eta)}")
     for i, r in enumerate(queued, start=1):
         typer.echo(f"  queued {i:>2} #{r['id']} {r['name']}")
 

@@ -77,6 +77,8 @@ class DetailState:
     last_step_id: int = 0
     last_event_id: int = 0
     losses: list[float] = field(default_factory=list)
+    #: every step row read so far (the loss chart draws them, components included)
+    steps: list[dict[str, Any]] = field(default_factory=list)
 
 
 class RunUpdated(Message):

@@ -20,14 +20,16 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, ProgressBar, RichLog, Sparkline, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, ProgressBar, RichLog, Static, TabbedContent, TabPane
 
 from medtui.errors import MedtuiError, StoreError
+from medtui.eta import fmt_eta, run_eta
 from medtui.format import config_items, fmt_duration, fmt_metric, fmt_time, fmt_trained, run_duration
 from medtui.jobs import queue
 from medtui.metrics import METRIC_HELP, METRIC_NAMES
 from medtui.tui.data import DetailState, RunUpdated
 from medtui.tui.screens.runs import STATUS_ICON, STATUS_STYLE
+from medtui.tui.widgets.charts import AccuracyChart, LossChart
 from medtui.tui.widgets.matrix import MATRIX_TITLE, MatrixTable, matrix_legend
 
 #: Statuses after which a run changes only if someone resumes it.
@@ -54,8 +56,8 @@ class RunUnreadable(Message):
         self.missing = missing
 
 
-def header_text(d: dict[str, Any]) -> Text:
-    """``#3 demo-3  ✓ finished  joint · cpu · weights random`` with the status in its colour."""
+def header_text(d: dict[str, Any], now: float | None = None) -> Text:
+    """``#3 demo-3  ✓ finished  joint · cpu · weights random`` with the status in its colour (``▶ running ETA 3m05s``)."""
     status = d["status"]
     cfg = d.get("config") or {}
     extra = []
@@ -64,7 +66,8 @@ def header_text(d: dict[str, Any]) -> Text:
     elif d["paradigm"] == "joint":
         extra = [cfg.get("joint_sampling") or "proportional"]
     parts = [d["paradigm"], *extra, d.get("device") or "device ?", f"weights {d.get('weights') or '?'}"]
-    status_part = (f"{STATUS_ICON.get(status, '?')} {status}", STATUS_STYLE.get(status, ""))
+    eta = f" {fmt_eta(run_eta(d, now))}" if status == "running" else ""
+    status_part = (f"{STATUS_ICON.get(status, '?')} {status}{eta}", STATUS_STYLE.get(status, ""))
     return Text.assemble((f"#{d['id']} {d['name'] or ''}", "bold"), "  ", status_part, "  " + " · ".join(parts))
 
 
@@ -146,6 +149,7 @@ class RunDetailScreen(Screen):
         self._bars: tuple[Any, ...] | None = None
         self._progress_shown = ""
         self._legend = ""
+        self._header_shown = ""
 
     def compose(self) -> ComposeResult:
         """Header and progress lines, then five tabs, then the footer."""
@@ -158,6 +162,7 @@ class RunDetailScreen(Screen):
                     yield Static(MATRIX_TITLE, id="detail-matrix-title", classes="section-title")
                     yield MatrixTable(id="detail-matrix")
                     yield Static("", id="detail-matrix-legend", classes="legend")
+                    yield AccuracyChart(id="detail-accuracy")
                     yield Static("Metrics (%)", classes="section-title")
                     metrics = DataTable(id="detail-metrics", cursor_type="none", zebra_stripes=True)
                     metrics.add_column("metric", key="name")
@@ -174,8 +179,7 @@ class RunDetailScreen(Screen):
                         yield Static("steps", classes="bar-label")
                         yield ProgressBar(id="detail-step-bar", show_eta=False)
                     yield Static("", id="detail-train-stats")
-                    yield Static("Training loss over logged steps", classes="section-title")
-                    yield Sparkline([], id="detail-loss", summary_function=max)
+                    yield LossChart(id="detail-loss")
             with TabPane("3 Buffer", id="buffer"):
                 with VerticalScroll(id="buffer-pane"):
                     yield Static("", id="detail-buffer-summary")
@@ -252,9 +256,11 @@ class RunDetailScreen(Screen):
         prev = st.detail or {}
         st.detail = d
         changed = prev != d or bool(steps) or bool(events)
-        keys = ("id", "name", "status", "paradigm", "device", "weights", "buffer", "config")
-        if any(prev.get(k) != d.get(k) for k in keys):
-            self.query_one("#detail-header", Static).update(header_text(d))
+        # the ETA changes with every read: compare the text, not the fields it comes from
+        header = header_text(d)
+        if header.plain != self._header_shown:
+            self._header_shown = header.plain
+            self.query_one("#detail-header", Static).update(header)
         if prev.get("error") != d.get("error"):
             err = self.query_one("#detail-error", Static)
             err.display = bool(d.get("error"))
@@ -264,6 +270,7 @@ class RunDetailScreen(Screen):
             self._progress_shown = line
             self.query_one("#detail-progress", Static).update(line)
         self.query_one("#detail-matrix", MatrixTable).show_detail(d)
+        self.query_one("#detail-accuracy", AccuracyChart).show_detail(d)
         legend = matrix_legend(d)
         if legend != self._legend:
             self._legend = legend
@@ -277,7 +284,8 @@ class RunDetailScreen(Screen):
         if steps:
             st.last_step_id = steps[-1]["id"]
             st.losses.extend(float(s["loss"]) for s in steps if s.get("loss") is not None)
-            self.query_one("#detail-loss", Sparkline).data = list(st.losses)
+            st.steps.extend(steps)
+            self.query_one("#detail-loss", LossChart).show_steps(st.steps)
         if steps or prev.get("progress") != d.get("progress") or prev.get("status") != d.get("status"):
             self._show_training(d)
         if events:

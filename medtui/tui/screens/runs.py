@@ -13,6 +13,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
+from medtui.eta import fmt_eta, run_eta
 from medtui.format import fmt_duration, fmt_metric, run_duration
 from medtui.tui.data import RunsLoaded
 from medtui.tui.widgets.runs_table import Column, RunsTable
@@ -26,13 +27,12 @@ def _metric(run: dict[str, Any], name: str) -> float | None:
     return m.get("in_domain") if name == "last" and "last" not in m else m.get(name)
 
 
-def status_text(run: dict[str, Any]) -> str:
-    """``▶ 2/5 37%`` for a running run, ``✓ finished`` and the like otherwise."""
+def status_text(run: dict[str, Any], now: float | None = None) -> str:
+    """``▶ 2/5 ETA 3m05s`` for a running run (stage of stages, time left), ``✓ finished`` and the like otherwise."""
     status = run["status"]
     p = run.get("progress") or {}
     if status == "running" and p.get("n_stages"):
-        pct = int(100 * p.get("step", 0) / p["n_steps"]) if p.get("n_steps") else 0
-        return f"▶ {p.get('stage', 0)}/{p['n_stages']} {pct:>2}%"
+        return f"▶ {p.get('stage', 0)}/{p['n_stages']} {fmt_eta(run_eta(run, now))}"
     return f"{STATUS_ICON.get(status, '?')} {status}"
 
 
@@ -43,8 +43,8 @@ def _sequence(run: dict[str, Any]) -> str:
 COLUMNS: list[Column] = [
     Column("mark", " ", 1),
     Column("id", "id", 5, right=True),
-    Column("name", "name", 18),
-    Column("status", "status", 12),
+    Column("name", "name", 14),
+    Column("status", "status", 16),
     Column("last", "last", 5, right=True),
     Column("bwt", "bwt", 6, right=True),
     Column("forgetting", "forget", 6, right=True),
