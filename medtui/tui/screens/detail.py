@@ -121,6 +121,9 @@ class RunDetailScreen(Screen):
     """Everything about one run, refreshed live while it trains."""
 
     CSS_PATH = "detail.tcss"
+    # the matrix pane takes the keys from the start: left to Textual, the first focusable (the tab bar)
+    # could win the race with on_mount's focus and then take the first arrow key
+    AUTO_FOCUS = "#matrix-pane"
     BINDINGS = [
         Binding("escape,backspace", "back", "Back", key_display="esc"),
         Binding("1", "tab('matrix')", "Matrix tab", show=False),

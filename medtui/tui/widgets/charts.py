@@ -97,6 +97,15 @@ class Chart(PlotextPlot):
         self.chart_title, self.xlabel, self.ylabel = title, xlabel, ylabel
         self.series: list[Series] = []
         self._ticks: list[str] = []
+        self._version = 0
+        self._cached: tuple[tuple[Any, ...], Any] | None = None
+
+    def render(self) -> Any:
+        """The drawn chart; rebuilt only when the data, the size or the theme changed (plotext is slow to build)."""
+        key = (self.size.width, self.size.height, self.app.theme, self.theme, self._version)
+        if self._cached is None or self._cached[0] != key:
+            self._cached = (key, super().render())
+        return self._cached[1]
 
     def set_series(self, series: list[Series], ticks: list[str] | None = None) -> bool:
         """Draw these series (returns whether anything changed)."""
@@ -104,6 +113,7 @@ class Chart(PlotextPlot):
         if series == self.series and ticks == self._ticks:
             return False
         self.series, self._ticks = series, ticks
+        self._version += 1
         self._draw()
         self.refresh()
         return True
