@@ -12,16 +12,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
-
 from medtui.cli import DB_HELP, MedtuiGroup, app
 from medtui.cli.common import db_path, open_store, print_json
+from medtui.cli.tables import console, new_table
 from medtui.errors import UsageError
 from medtui.format import fmt_time
 
 #: Metrics of the text table on a terminal narrower than 150 columns (``--metrics all`` shows every one).
-NARROW_METRICS = ("last", "aia", "bwt", "forgetting", "in_domain", "cross", "heldout")
+NARROW_METRICS = ("last", "forgetting", "in_domain", "bwt", "aia", "cross", "heldout")
 
 study_app = typer.Typer(cls=MedtuiGroup, help="Studies: grids of runs over paradigms, buffers, methods, orders and seeds.",
                         no_args_is_help=True, rich_markup_mode=None)
@@ -35,7 +33,7 @@ def _counts(status: dict[str, int]) -> str:
 
 def _dry_run(plan: Any, path: Path, json_out: bool) -> None:
     """Print the cells and planned runs (and, for a stored study, what a submission would do)."""
-    from medtui.study.store import find_study, study_runs
+    from medtui.study.store import find_study, same_spec, study_runs
 
     info = plan.to_json()
     if path.exists():
@@ -45,7 +43,7 @@ def _dry_run(plan: Any, path: Path, json_out: bool) -> None:
                 have = {r["study_key"]: r["status"] for r in study_runs(store, existing["id"])}
                 keys = [r.key for r in plan.runs]
                 info["existing"] = {
-                    "same_spec": existing["spec"] == plan.spec.to_json(),
+                    "same_spec": same_spec(existing["spec"], plan.spec),
                     "keep": sum(have.get(k) == "finished" for k in keys),
                     "resume": sum(have.get(k) in ("failed", "cancelled") for k in keys),
                     "active": sum(have.get(k) in ("queued", "running") for k in keys),
@@ -54,11 +52,9 @@ def _dry_run(plan: Any, path: Path, json_out: bool) -> None:
     if json_out:
         print_json(info)
         return
-    out = Console(highlight=False)
-    t = Table(title=f"study {info['study']}: {len(info['cells'])} cells, {info['runs']} runs (nothing stored)",
-              title_justify="left", box=None, pad_edge=False, header_style="bold")
-    for col in ("#", *info["varying"], "runs", "orders"):
-        t.add_column(col, justify="right" if col in ("#", "runs", "orders") else "left")
+    out = console()
+    t = new_table("#", *info["varying"], "runs", "orders", title=f"study {info['study']}: {len(info['cells'])} cells, {info['runs']} runs (nothing stored)",
+                  right=("#", "runs", "orders"))
     for i, c in enumerate(info["cells"], start=1):
         vals = ["—" if c["values"].get(a) is None else str(c["values"][a]) for a in info["varying"]]
         t.add_row(str(i), *vals, str(c["n"]), str(len(c["orders"])))
@@ -180,18 +176,22 @@ def _sync(store: Any) -> dict[str, int]:
     return ingest_all(store)
 
 
+def _fitting_metrics(result: dict[str, Any], width: int) -> list[str]:
+    """The narrow-terminal metrics that fit beside the axis columns (each metric column is about 13 wide)."""
+    axes = sum(max([len(a)] + [len(str(c["values"].get(a))) for c in result["cells"]]) + 1 for a in result["varying"])
+    room = max(1, (width - axes - 6) // 13)
+    return [m for m in NARROW_METRICS if m in result["metric_names"]][:room]
+
+
 def _print_results(result: dict[str, Any], only: list[str] | None, with_matrices: bool, every: bool = False) -> None:
     from medtui.study.export import matrix_rows, results_table
 
-    out = Console(highlight=False)
+    out = console()
     if only is None and not every and out.width < 150:
-        only = [m for m in NARROW_METRICS if m in result["metric_names"]]
+        only = _fitting_metrics(result, out.width)
     out.print(f"[bold]study {result['study']}[/] · {result['runs']} of {result['planned']} planned runs: {_counts(result['status'])}")
     header, rows = results_table(result, only)
-    t = Table(title="mean ± std over seeds and orders (%)", title_justify="left", show_edge=False, pad_edge=False)
-    for i, h in enumerate(header):
-        axis = i < len(result["varying"])
-        t.add_column(h, justify="left" if axis else "right", no_wrap=not axis, overflow="ellipsis")
+    t = new_table(*header, title="mean ± std over seeds and orders (%)", right=header[len(result["varying"]):])
     for r in rows:
         t.add_row(*r)
     out.print(t)
@@ -203,10 +203,7 @@ def _print_results(result: dict[str, Any], only: list[str] | None, with_matrices
             if not c["n"]:
                 continue
             mh, mr = matrix_rows(c)
-            mt = Table(title=f"{c['label']}: mean ± std accuracy matrix over {c['n']} runs (%)", title_justify="left",
-                       show_edge=False, pad_edge=False)
-            for i, h in enumerate(mh):
-                mt.add_column(h, justify="left" if i == 0 else "right")
+            mt = new_table(*mh, title=f"{c['label']}: mean ± std accuracy matrix over {c['n']} runs (%)", right=mh[1:])
             for r in mr:
                 mt.add_row(*r)
             out.print(mt)
@@ -351,14 +348,11 @@ def studies(
     if json_out:
         print_json(rows)
         return
-    out = Console(highlight=False)
+    out = console()
     if not rows:
         out.print("no studies yet: `medtui study run STUDY.toml` (see examples/)")
         return
-    t = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold")
-    for col in ("id", "name", "done", "status", "axes", "created"):
-        t.add_column(col, justify="right" if col in ("id", "done") else "left", no_wrap=True, overflow="ellipsis",
-                     max_width=28 if col in ("name", "axes") else None)
+    t = new_table("id", "name", "done", "status", "axes", "created", right=("id", "done"), wrap=("status", "axes"))
     for r in rows:
         t.add_row(str(r["id"]), r["name"], f"{r['status'].get('finished', 0)}/{r['runs']}", _counts(r["status"]),
                   ",".join(r["axes"]) or "—", fmt_time(r["created_at"]))

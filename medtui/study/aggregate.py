@@ -17,6 +17,8 @@ import json
 import math
 from typing import Any, Iterable
 
+import numpy as np
+
 from medtui.metrics import METRIC_NAMES
 from medtui.store.store import Store
 from medtui.study.expand import Plan, expand, jsonable
@@ -40,16 +42,24 @@ def stats(values: Iterable[float | None]) -> dict[str, float | int | None]:
 
 
 def _matrix_stats(mats: list[list[list[float | None]]]) -> tuple[list[list[float | None]], list[list[float | None]], list[list[int]]]:
+    """Cell-wise mean, sample std (ddof = 1; None when n < 2) and n of same-position entries (numpy: 500 runs stay fast)."""
     rows = max((len(m) for m in mats), default=0)
     cols = max((len(r) for m in mats for r in m), default=0)
-    mean = [[None] * cols for _ in range(rows)]
-    std = [[None] * cols for _ in range(rows)]
-    count = [[0] * cols for _ in range(rows)]
-    for i in range(rows):
-        for j in range(cols):
-            s = stats(m[i][j] if i < len(m) and j < len(m[i]) else None for m in mats)
-            mean[i][j], std[i][j], count[i][j] = s["mean"], s["std"], int(s["n"] or 0)
-    return mean, std, count
+    a = np.full((len(mats), rows, cols), np.nan)
+    for k, m in enumerate(mats):
+        for i, row in enumerate(m):
+            a[k, i, : len(row)] = [np.nan if v is None else v for v in row]
+    ok = ~np.isnan(a)
+    n = ok.sum(axis=0)
+    total = np.where(ok, a, 0.0).sum(axis=0)
+    mean = np.divide(total, n, out=np.full((rows, cols), np.nan), where=n > 0)
+    sq = np.where(ok, (a - mean) ** 2, 0.0).sum(axis=0)
+    std = np.sqrt(np.divide(sq, n - 1, out=np.full((rows, cols), np.nan), where=n > 1))
+
+    def listed(x: np.ndarray) -> list[list[float | None]]:
+        return [[None if np.isnan(v) else float(v) for v in row] for row in x.tolist()]
+
+    return listed(mean), listed(std), n.astype(int).tolist()
 
 
 def _labels(runs: list[dict[str, Any]]) -> tuple[list[str], list[str]]:

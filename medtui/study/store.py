@@ -99,6 +99,15 @@ def list_studies(store: Store) -> list[dict[str, Any]]:
     return out
 
 
+def same_spec(stored: dict[str, Any], spec: StudySpec) -> bool:
+    """Whether a stored spec is ``spec``; read back through the current config, so keys added to
+    the run config since it was stored (with their defaults) do not make it differ."""
+    try:
+        return from_json(stored).canonical() == spec.canonical()
+    except Exception:  # a stored spec this version cannot read is a different one
+        return False
+
+
 def spec_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
     """A short description of how two stored specs differ (``grid, seeds``)."""
     keys = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
@@ -119,8 +128,8 @@ def submit(store: Store, plan: Plan, force: bool = False, remote: Callable[[int]
     """
     spec_json = plan.spec.to_json()
     existing = find_study(store, plan.spec.name)
-    if existing is not None and existing["spec"] != json.loads(json.dumps(spec_json)) and not force:
-        diff = spec_difference(existing["spec"], spec_json)
+    if existing is not None and not same_spec(existing["spec"], plan.spec) and not force:
+        diff = spec_difference(json.loads(json.dumps(from_json(existing["spec"]).to_json())), json.loads(json.dumps(spec_json)))
         raise ConfigError(f"study {plan.spec.name!r} already exists with a different spec ({diff}); --force extends it with this one")
     now = time.time()
     conn = store.db.conn

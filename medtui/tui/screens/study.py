@@ -67,6 +67,8 @@ class StudyScreen(Screen):
         self.axis: str | None = "auto"
         self._table_key: str | None = None
         self._chart_key: str | None = None
+        self._title: tuple[str, str] | None = None
+        self._sig: object = None
 
     def compose(self) -> ComposeResult:
         """Title, cell table, then the chart beside the heat map."""
@@ -94,7 +96,14 @@ class StudyScreen(Screen):
                 if ref is None:
                     self.post_message(StudyLoaded(None, studies, "no studies yet: `medtui study run STUDY.toml` creates one"))
                     return
+                # aggregate again only when a run of the study changed status or finished (progress is not shown here)
+                sig = (ref, tuple(s.db.execute(
+                    "select status, count(*), max(finished_at) from runs where study_id = (select id from studies where id = ? or name = ?) "
+                    "group by status order by status", [ref, str(ref)])), tuple((x["id"], x["updated_at"]) for x in studies))
+                if sig == self._sig and self.result is not None:
+                    return
                 result = aggregate(s, ref)
+                self._sig = sig
         except Exception as e:  # a locked or missing store shows as a line, never a crash
             self.post_message(StudyLoaded(None, [], " ".join(str(e).split())))
             return
@@ -115,9 +124,10 @@ class StudyScreen(Screen):
         if self.axis not in (*axes, None):
             self.axis = axes[0] if axes else None
         self._show_title()
-        self._show_table()
+        changed = self._show_table()
         self._show_chart()
-        self._show_matrix()
+        if changed:
+            self._show_matrix()
 
     def _show_title(self) -> None:
         r = self.result
@@ -126,18 +136,20 @@ class StudyScreen(Screen):
         done = st.get("finished", 0)
         active = ", ".join(f"{st[s]} {s}" for s in ("running", "queued", "failed", "cancelled") if st.get(s))
         pos = next((i + 1 for i, s in enumerate(self.studies) if s["id"] == r["id"]), 1)
-        self.query_one("#study-title", Static).update(
-            Text.assemble(("study ", "bold"), (r["study"], "bold"), f"  {done}/{r['planned']} finished" + (f" · {active}" if active else "")
-                          + f" · {len(r['cells'])} cells · {pos}/{max(1, len(self.studies))} studies")
-        )
+        text = (f"  {done}/{r['planned']} finished" + (f" · {active}" if active else "")
+                + f" · {len(r['cells'])} cells · {pos}/{max(1, len(self.studies))} studies")
+        if (r["study"], text) != self._title:  # an unchanged title must not cost a repaint every refresh
+            self._title = (r["study"], text)
+            self.query_one("#study-title", Static).update(Text.assemble(("study ", "bold"), (r["study"], "bold"), text))
 
-    def _show_table(self) -> None:
+    def _show_table(self) -> bool:
         r = self.result
         assert r is not None
         metrics = [m for m in TABLE_METRICS if m in r["metric_names"]]
-        key = json.dumps([r["id"], r["varying"], metrics, [[c["n"], c["metrics"]] for c in r["cells"]]], sort_keys=True, default=str)
+        # a cell's numbers change only when its set of finished runs does
+        key = json.dumps([r["id"], r["varying"], metrics, [c["run_ids"] for c in r["cells"]], [c["planned"] for c in r["cells"]]])
         if key == self._table_key:
-            return
+            return False
         self._table_key = key
         table = self.query_one("#study-cells", DataTable)
         row = table.cursor_row
@@ -153,6 +165,7 @@ class StudyScreen(Screen):
             table.add_row(*vals, n, *(Text(fmt_stat(m, c["metrics"].get(m, {})), justify="right") for m in metrics), key=str(i))
         if r["cells"]:
             table.move_cursor(row=min(max(row, 0), len(r["cells"]) - 1))
+        return True
 
     def _show_chart(self) -> None:
         r = self.result
@@ -237,6 +250,8 @@ class StudyScreen(Screen):
         cur = ids.index(self.study_ref) if self.study_ref in ids else 0
         self.study_ref = ids[(cur + step) % len(ids)]
         self._table_key = self._chart_key = None
+        self._title = None
+        self._sig = None
         self._load()
 
     def action_compare(self) -> None:
