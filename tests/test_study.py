@@ -243,3 +243,25 @@ lora_rank = [4, 8]
     assert all(r.config.method == "naive" for r in plan.runs if r.config.paradigm == "joint")
     with pytest.raises(ConfigError, match="grid axis 'method'"):
         spec_of('[study]\nname = "x"\n[study.grid]\nmethod = ["naive", "no-such-method"]')
+
+
+def test_example_studies_expand() -> None:
+    from medtui.study.spec import load_study
+
+    root = Path(__file__).resolve().parents[1] / "examples"
+    small = expand(load_study(root / "synthetic-study.toml"))
+    assert small.spec.name == "synthetic-sweep" and len(small.cells) == 4 and len(small.runs) == 18
+    gpu = expand(load_study(root / "medmnist-study.toml"))
+    assert len(gpu.cells) == 10 and len(gpu.runs) == 48
+    assert all(r.config.heldout == ("breastmnist_224",) for r in gpu.runs)
+
+
+def test_stored_spec_from_before_a_new_config_key_is_the_same_study(db: Path) -> None:
+    from medtui.study.store import same_spec
+
+    spec = parse_study(tomllib.loads(STUDY))
+    stored = json.loads(spec.canonical())
+    del stored["base"]["shots"]  # as stored by a medtui without the key
+    assert same_spec(stored, spec)
+    stored["seeds"] = [9]
+    assert not same_spec(stored, spec)

@@ -55,6 +55,7 @@ def test_plot_writes_three_kinds_with_labels(demo: Path, tmp_path: Path) -> None
     heat = (out / "matrix-continual-0.svg").read_text()
     m, sd = cell["matrix_mean"][1][0], cell["matrix_std"][1][0]
     assert f"{100 * m:.0f}±{100 * sd:.0f}" in heat and "tested on" in heat and "after stage" in heat
+    assert "paradigm continual, buffer size 0 (n = 3)" in heat
     stages = (out / "stages-continual-0.svg").read_text()
     assert "per-task accuracy across stages" in stages and "cxr-a" in stages and "0-shot" in stages
 

@@ -84,6 +84,24 @@ def _short(names: list[str]) -> list[str]:
     return short if cut and all(short) and len(set(short)) == len(short) else list(names)
 
 
+def cell_title(result: dict[str, Any], cell: dict[str, Any]) -> str:
+    """``paradigm continual, buffer size 96``: the cell's varying values that apply, with their axis names."""
+    parts = [f"{k.replace('_', ' ')} {cell['values'][k]}" for k in result["varying"] if cell["values"].get(k) is not None]
+    return ", ".join(parts) or result["study"]
+
+
+def _short_rows(rows: list[str], columns: list[str]) -> list[str]:
+    """Row labels with the task names shortened as the columns are (``model synth-derm`` -> ``derm``)."""
+    short = dict(zip(columns, _short(columns)))
+    out = []
+    for r in rows:
+        for prefix in ("after ", "model "):
+            if r.startswith(prefix) and r[len(prefix):] in short:
+                r = short[r[len(prefix):]]
+        out.append("0-shot" if r == "zero-shot" else r)
+    return out
+
+
 def plot_matrix(result: dict[str, Any], cell: dict[str, Any], path: Path) -> Path:
     """Write a cell's mean accuracy matrix as a heat map with ``mean±std`` in each cell; returns the path."""
     import numpy as np
@@ -103,10 +121,10 @@ def plot_matrix(result: dict[str, Any], cell: dict[str, Any], path: Path) -> Pat
                 text = f"{mean[i, j]:.0f}" + ("" if s is None else f"±{100 * s:.0f}")
                 ax.text(j, i, text, ha="center", va="center", fontsize=6 if len(cols) > 4 else 7, color="black")
         ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
-        ax.set_yticks(range(len(rows)), [r.replace("after ", "") for r in rows])
+        ax.set_yticks(range(len(rows)), _short_rows(rows, cell["columns"]))
         ax.set_xlabel("tested on")
         ax.set_ylabel("after stage")
-        ax.set_title(f"{cell['label']} (n = {cell['n']}): accuracy (%)")
+        ax.set_title(f"{cell_title(result, cell)} (n = {cell['n']})")
         fig.colorbar(im, ax=ax, fraction=0.05, pad=0.02).set_label("accuracy (%)")
         fig.savefig(path)
         plt.close(fig)
@@ -126,11 +144,11 @@ def plot_stages(result: dict[str, Any], cell: dict[str, Any], path: Path) -> Pat
             if pts:
                 ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o", ms=3, capsize=2, lw=1.2,
                             label=name + (" (held-out)" if cell["columns"][j] in cell.get("heldout", []) else ""))
-        ax.set_xticks(xs, ["0-shot" if r == "zero-shot" else r.replace("after ", "") for r in rows], rotation=30, ha="right")
+        ax.set_xticks(xs, _short_rows(rows, cell["columns"]), rotation=30, ha="right")
         ax.set_ylim(0, 100)
         ax.set_xlabel("evaluated after")
         ax.set_ylabel("accuracy (%)")
-        ax.set_title(f"{cell['label']}: per-task accuracy across stages")
+        ax.set_title(f"{cell_title(result, cell)}: per-task accuracy across stages")
         ax.grid(alpha=0.3, lw=0.5)
         ax.legend(frameon=False, ncols=2 if len(cols) > 3 else 1)
         fig.savefig(path)
