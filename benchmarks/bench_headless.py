@@ -40,17 +40,47 @@ DEFAULT_BUDGET_S = 120.0
 RATIO_BUDGET = 0.90
 
 
-def bench_default(db_dir: Path) -> float:
-    """Wall time of ``medtui run --headless`` with no flags (the built-in default), in a fresh store."""
+def bench_default(db_dir: Path) -> tuple[float, list[tuple[float, float]]]:
+    """Wall time of ``medtui run --headless`` with no flags (the built-in default), in a fresh store.
+
+    Also returns each ETA the run printed, as (seconds since the start, ETA in seconds), to check
+    the ETA against when the run really ended.
+    """
+    from medtui.eta import parse_duration
+
     t0 = time.perf_counter()
-    out = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "medtui", "run", "--headless", "--db", str(db_dir / "bench.db")],
-        capture_output=True, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    etas, tail = [], []
+    assert proc.stderr is not None
+    for line in proc.stderr:  # not a terminal: one plain line per event, progress lines end in "ETA <duration>"
+        tail = (tail + [line])[-3:]
+        if " · ETA " in line:
+            left = parse_duration(line.rsplit(" · ETA ", 1)[1].strip())
+            if left is not None:
+                etas.append((time.perf_counter() - t0, left))
+    code = proc.wait()
     wall = time.perf_counter() - t0
-    if out.returncode != 0:
-        raise SystemExit(f"default run failed ({out.returncode}): {out.stderr.strip().splitlines()[-1:]}")
-    return wall
+    if code != 0:
+        raise SystemExit(f"default run failed ({code}): {tail}")
+    return wall, etas
+
+
+def eta_report(wall: float, etas: list[tuple[float, float]]) -> list[str]:
+    """How far the first ETA, and the one printed nearest half-time, were from when the run really ended.
+
+    The run's end here includes printing the results and exiting Python (a fraction of a second).
+    """
+    if not etas:
+        return ["no ETA printed"]
+    picks = [("first ETA", etas[0]), ("ETA at half-time", min(etas, key=lambda e: abs(e[0] - wall / 2)))]
+    out = []
+    for what, (at, left) in picks:
+        actual = wall - at
+        out.append(f"{what} (at {at:.1f} s): {left:.1f} s left predicted, {actual:.1f} s actual ({100 * (left - actual) / actual:+.0f}%)")
+    return out
 
 
 def make_task(n: int, size: int, channels: int, seed: int = 0) -> TaskData:
@@ -151,9 +181,11 @@ def main() -> None:
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
     if not args.skip_default:
         with tempfile.TemporaryDirectory() as d:
-            wall = bench_default(Path(d))
+            wall, etas = bench_default(Path(d))
         verdict = "OK" if wall < DEFAULT_BUDGET_S else "TOO SLOW"
         print(f"default headless run: {wall:.1f} s (budget {DEFAULT_BUDGET_S:.0f} s) -> {verdict}")
+        for line in eta_report(wall, etas):
+            print(line)
 
     cfg = resolve(replace(RunConfig(), model=args.model, pretrained=args.pretrained, batch_size=args.batch_size,
                           epochs=args.epochs, device=args.device, tasks=("bench",)))

@@ -137,6 +137,21 @@ def schedule_eta(durations: Iterable[float], parallel: int = 1) -> float:
     return max(slots)
 
 
+def parse_duration(text: str) -> float | None:
+    """Seconds from the one duration format (``1h02m``, ``3m05s``, ``12s``, ``4.2s``); None for ``—`` or anything else."""
+    import re
+
+    m = re.fullmatch(r"(?:(\d+)h(\d\d)m|(\d+)m(\d\d)s|(\d+(?:\.\d)?)s)", text.strip())
+    if not m:
+        return None
+    h, hm, m_, ms, s = m.groups()
+    if h is not None:
+        return int(h) * 3600 + int(hm) * 60
+    if m_ is not None:
+        return int(m_) * 60 + int(ms)
+    return float(s)
+
+
 def fmt_eta(seconds: float | None) -> str:
     """``ETA 3m05s`` (the one duration format, see :func:`medtui.format.fmt_duration`); ``ETA —`` when unknown."""
     from medtui.format import fmt_duration

@@ -3,7 +3,8 @@
 In a temporary folder, two short real experiments are run with the CLI (continual
 fine-tuning on three synthetic tasks with a held-out one, without and with a
 rehearsal buffer); the app is then opened headless on that store at 100×32 and each
-screen is saved as an SVG: runs list, run detail, new experiment, compare, datasets.
+screen is saved as an SVG: runs list, run detail (matrix tab, training tab), new experiment,
+compare, datasets.
 A screen whose module does not exist yet is skipped with a note.
 
 Usage: ``python scripts/screenshots.py [--out assets] [--db STORE | --keep-db STORE] [--epochs N] [--max-train N]``
@@ -119,6 +120,11 @@ async def capture(db: Path, out: Path) -> list[Path]:
         save("runs")
 
         await shot("detail", "detail", lambda: app.open_run(ids[-1]))
+
+        async def training_tab() -> None:
+            await pilot.press("2")  # type: ignore[attr-defined]
+
+        await shot("training", "detail", lambda: app.open_run(ids[-1]), training_tab)
         await shot("new", "new", lambda: app.open_new(None))
         await shot("compare", "compare", lambda: app.open_compare(ids[-2:]))
 

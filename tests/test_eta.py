@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from medtui.eta import eta_seconds, fmt_eta, make_plan, rates, run_eta, schedule_eta, steps_per_epoch
+from medtui.eta import eta_seconds, fmt_eta, make_plan, parse_duration, rates, run_eta, schedule_eta, steps_per_epoch
 
 # two stages: a (100 train, 40 test) then b (50 train, 20 test); 2 epochs of batches of 32
 PLAN = make_plan([["a"], ["b"]], {"a": 100, "b": 50}, {"a": 40, "b": 20}, epochs=2, batch_size=32)
@@ -78,6 +78,9 @@ def test_fmt_eta_uses_the_one_duration_format() -> None:
     assert fmt_eta(3725) == "ETA 1h02m"
     assert fmt_eta(4.23) == "ETA 4.2s" and fmt_eta(9.96) == "ETA 10s" and fmt_eta(0) == "ETA 0.0s"
     assert fmt_eta(None) == "ETA —"
+    for seconds in (0.0, 4.2, 12, 185, 3720):
+        assert parse_duration(fmt_eta(seconds).removeprefix("ETA ")) == seconds
+    assert parse_duration("—") is None and parse_duration("soon") is None
 
 
 def test_a_run_records_a_plan_that_matches_what_it_did(db: Path) -> None:
