@@ -113,3 +113,27 @@ def test_eval_every_must_be_positive() -> None:
 
     with pytest.raises(ConfigError, match="eval every"):
         fast_config(eval_every=0)
+
+
+def test_store_writes_a_row_of_cells_with_one_metrics_refresh(tmp_path) -> None:
+    from helpers import fast_config
+
+    from medtui.events import StageFinished, TaskEvaluated
+    from medtui.store.sink import StoreSink
+    from medtui.store.store import Store
+
+    cfg = fast_config(tasks=("synth-cxr-a", "synth-derm", "synth-histo"))
+    with Store(tmp_path / "s.db") as store:
+        rid = store.create_run(cfg, status="running")
+        sink = StoreSink(store, rid)
+        refreshes = []
+        real = store.refresh_metrics
+        store.refresh_metrics = lambda run_id: refreshes.append(run_id) or real(run_id)  # type: ignore[method-assign]
+        for row in range(2):
+            for j, task in enumerate(cfg.tasks):
+                sink(TaskEvaluated(row, "r", task, 0.5 + 0.1 * j + 0.1 * row, None, [0.5, 0.5], 10))
+            sink(StageFinished(row, None, 1.0))
+        assert len(refreshes) == 2  # one per evaluation point, not one per cell
+        m = store.matrix(rid)["matrix"]
+        assert m[0] == pytest.approx([0.5, 0.6, 0.7]) and m[1] == pytest.approx([0.6, 0.7, 0.8])
+        assert store.get_run(rid)["metrics"]["zero_shot"] == pytest.approx(0.6)

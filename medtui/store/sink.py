@@ -15,7 +15,7 @@ import logging
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from medtui.events import (
     BufferUpdated,
@@ -55,6 +55,7 @@ class StoreSink:
         #: How many writes had to be retried (reported in the run's log).
         self.retried = 0
         self.progress: dict[str, Any] = dict(store.get_run(run_id).get("progress") or {})
+        self._cells: list[TaskEvaluated] = []
 
     def _progress(self, **fields: Any) -> None:
         now = time.time()
@@ -63,20 +64,41 @@ class StoreSink:
         self.store.update_run(self.run_id, progress=self.progress, heartbeat_at=now)
 
     def __call__(self, event: Event) -> None:
-        """Record one event; a locked store is waited out (bounded retries with backoff)."""
+        """Record one event; a locked store is waited out (bounded retries with backoff).
+
+        The cells of one evaluation point arrive together and are written together (one
+        transaction, one metrics refresh) when the next event comes, which is always before the
+        next stage: the row's ``StageFinished``, or the run's end.
+        """
+        if isinstance(event, TaskEvaluated):
+            if self._cells and self._cells[0].row != event.row:
+                self.flush()
+            self._cells.append(event)
+            return
+        self.flush()
+        self._write(lambda: self._record(event), type(event).__name__)
+
+    def flush(self) -> None:
+        """Write the evaluation cells held back so far."""
+        if self._cells:
+            cells = [c.to_dict() for c in self._cells]
+            self._write(lambda: self.store.record_evaluations(self.run_id, cells), "TaskEvaluated")
+            self._cells.clear()
+
+    def _write(self, record: Callable[[], None], what: str) -> None:
         wait = self.backoff_s
         for attempt in range(self.retries + 1):
             try:
                 # one transaction per event: a retry never writes half an event twice
                 with self.store.write():
-                    self._record(event)
+                    record()
                 return
             except sqlite3.OperationalError as e:
                 if not is_locked(e) or attempt == self.retries:
                     raise
                 self.retried += 1
                 log.warning("run %s: store busy (%s) writing %s; retry %d/%d in %.1f s",
-                            self.run_id, e, type(event).__name__, attempt + 1, self.retries, wait)
+                            self.run_id, e, what, attempt + 1, self.retries, wait)
                 time.sleep(wait)
                 wait = min(wait * 2, BACKOFF_MAX_S)
 
@@ -106,8 +128,6 @@ class StoreSink:
                 row["components"] = json.dumps(row.get("components") or {})
                 s._insert("steps", {"run_id": rid, "at": time.time(), **row})
                 self._progress(step=event.step, n_steps=event.n_steps, epoch=event.epoch, loss=event.loss, throughput=event.throughput)
-        elif isinstance(event, TaskEvaluated):
-            s.record_evaluation(rid, event.to_dict())
         elif isinstance(event, BufferUpdated):
             with s.write():
                 for task, count in event.per_task.items():

@@ -200,29 +200,49 @@ class Store:
 
     def record_evaluation(self, run_id: int, ev: dict[str, Any]) -> None:
         """Store one cell (upsert) and refresh the run's cached metrics, in one transaction."""
+        self.record_evaluations(run_id, [ev])
+
+    def record_evaluations(self, run_id: int, evs: list[dict[str, Any]]) -> None:
+        """Store cells (an evaluation point's row) and refresh the cached metrics once, in one transaction.
+
+        The cost of a row is its cells plus one metrics refresh, however long the run has become.
+        """
+        if not evs:
+            return
         with self.write():
-            self._insert(
-                "evaluations",
-                {
-                    "run_id": run_id,
-                    "row": ev["row"],
-                    "row_label": ev["row_label"],
-                    "task": ev["task"],
-                    "accuracy": ev["accuracy"],
-                    "auc": ev["auc"],
-                    "per_class": json.dumps(ev["per_class"]),
-                    "n": ev["n"],
-                    "at": time.time(),
-                },
-                replace_pk=("run_id", "row", "task"),
-            )
+            now = time.time()
+            for ev in evs:
+                self._insert(
+                    "evaluations",
+                    {
+                        "run_id": run_id,
+                        "row": ev["row"],
+                        "row_label": ev["row_label"],
+                        "task": ev["task"],
+                        "accuracy": ev["accuracy"],
+                        "auc": ev["auc"],
+                        "per_class": json.dumps(ev["per_class"]),
+                        "n": ev["n"],
+                        "at": now,
+                    },
+                    replace_pk=("run_id", "row", "task"),
+                )
             self.refresh_metrics(run_id)
 
     def refresh_metrics(self, run_id: int) -> dict[str, float | None]:
-        """Recompute the run's metrics from its stored matrix and cache them."""
-        run = self.get_run(run_id)
-        m = self.matrix(run_id, run)
-        metrics = compute_metrics(m["matrix"], run["paradigm"], len(run["tasks"]))
+        """Recompute the run's metrics from its stored accuracies and cache them."""
+        row = self.db.execute("select paradigm, tasks, heldout, rows from runs where id = ?", [run_id]).fetchone()
+        if row is None:
+            raise StoreError(f"no run with id {run_id} in {self.path}")
+        paradigm, tasks, heldout, rows = row[0], json.loads(row[1]), json.loads(row[2]), json.loads(row[3])
+        col = {c: j for j, c in enumerate(tasks + heldout)}
+        acc: list[list[float | None]] = [[None] * len(col) for _ in rows]
+        # accuracies only: the per-class lists and AUCs are not needed for the metrics
+        for i, task, a in self.db.execute("select row, task, accuracy from evaluations where run_id = ?", [run_id]):
+            j = col.get(task)
+            if j is not None and i < len(rows):
+                acc[i][j] = a
+        metrics = compute_metrics(acc, paradigm, len(tasks))
         self.update_run(run_id, metrics=metrics)
         return metrics
 
