@@ -137,3 +137,20 @@ def test_store_writes_a_row_of_cells_with_one_metrics_refresh(tmp_path) -> None:
         m = store.matrix(rid)["matrix"]
         assert m[0] == pytest.approx([0.5, 0.6, 0.7]) and m[1] == pytest.approx([0.6, 0.7, 0.8])
         assert store.get_run(rid)["metrics"]["zero_shot"] == pytest.approx(0.6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_pinned_host_split_gathers_through_staging_buffers_like_the_device_copy(tasks: list) -> None:
+    cuda = torch.device("cuda")
+    from medtui.data.synthetic import SYNTHETIC_SPECS, generate
+
+    data = generate(SYNTHETIC_SPECS[0], n_train=40, n_val=2, n_test=4)
+    host = to_task_tensors(data, cuda, budget=[0]).train
+    dev = to_task_tensors(data, cuda, budget=[1 << 40]).train
+    assert host.images.is_pinned() and dev.images.device.type == "cuda"
+    rng = np.random.default_rng(0)
+    for k in (8, 8, 12, 3, 12):  # buffers alternate, grow, and are reused
+        idx = rng.choice(40, size=k, replace=False)
+        xh, yh = host.gather(idx, cuda)
+        xd, yd = dev.gather(idx, cuda)
+        assert torch.equal(xh, xd) and torch.equal(yh, yd)
