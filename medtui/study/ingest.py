@@ -137,7 +137,7 @@ def _check_job(store: Store, p: dict[str, Any]) -> int:
     if row is None or row[0]:
         return 0
     status = "cancelled" if state.startswith("CANCELLED") else "failed"
-    with store.db.atomic():
+    with store.write():
         store.db.execute("update runs set status = ?, error = ?, finished_at = ?, updated_at = ? where id = ?",
                          [status, f"job {p['job_id']} ended ({state}) without recording an end", time.time(), time.time(), p["run_id"]])
         store.db.execute("update ingests set done = 1, at = ? where run_id = ?", [time.time(), p["run_id"]])
