@@ -6,6 +6,8 @@ images), so each test costs seconds of CPU per worker; they are marked slow.
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -90,3 +92,115 @@ def test_eight_detached_runs_on_one_store_with_readers(db: Path) -> None:
     conn = sqlite3.connect(db)
     assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
     conn.close()
+
+
+# -- SIGKILL at awkward moments ----------------------------------------------------------------------
+KILL_RUN = dict(tasks=("synth-cxr-a", "synth-derm"), heldout=("synth-blood",), epochs=3, batch_size=16,
+                max_train=48, max_test=200, eval_batch_size=16)
+
+
+def _evals(s: Store, rid: int, row: int) -> int:
+    return s.db.execute("select count(*) from evaluations where run_id = ? and row = ?", [rid, row]).fetchone()[0]
+
+
+#: Where to kill: a test over the run's stored state, polled every few milliseconds.
+KILL_POINTS = {
+    "just after start": lambda s, r: r["pid"] is not None and not (r["progress"] or {}),
+    "during a stage": lambda s, r: r["last_stage"] == 1 and (r["progress"] or {}).get("stage") == 2 and (r["progress"] or {}).get("step", 0) > 0,
+    # stage 2 has trained all its steps, its evaluation row is not stored yet: the worker is evaluating
+    "during evaluation": lambda s, r: r["last_stage"] == 1 and (r["progress"] or {}).get("stage") == 2
+    and (r["progress"] or {}).get("step") == (r["progress"] or {}).get("n_steps") and _evals(s, r["id"], 2) < 3,
+}
+
+
+def _kill_when(db: Path, rid: int, point: str, timeout: float = 300) -> None:
+    cond, deadline = KILL_POINTS[point], time.time() + timeout
+    while time.time() < deadline:
+        with Store(db) as s:
+            run = s.get_run(rid)
+            hit = run["status"] == "running" and cond(s, run)
+        if hit:
+            os.kill(run["pid"], signal.SIGKILL)
+            return
+        assert run["status"] in ("queued", "running"), f"run ended before the kill point {point!r}: {run['status']} {run['error']}"
+        time.sleep(0.01)
+    raise AssertionError(f"kill point {point!r} never reached")
+
+
+@pytest.mark.slow
+def test_sigkill_at_several_points_shows_failed_and_resume_gives_the_same_matrix(db: Path) -> None:
+    with Store(db) as s:
+        s.set_setting("max_parallel", "4")
+        ref = s.create_run(fast_config(name="uninterrupted", **KILL_RUN))
+        killed = {point: s.create_run(fast_config(name=f"killed {point}", **KILL_RUN)) for point in KILL_POINTS}
+    launch(db, ref)
+    for point, rid in killed.items():
+        launch(db, rid)
+        _kill_when(db, rid, point)
+    for rid in killed.values():  # the SIGKILLed worker is seen as dead, never as finished or running
+        deadline = time.time() + 30
+        while True:
+            reconcile(db)
+            with Store(db) as s:
+                run = s.get_run(rid)
+            if run["status"] == "failed" or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        assert run["status"] == "failed" and "died" in run["error"], (run["status"], run["error"])
+    for rid in killed.values():  # in the background, side by side
+        r = subprocess.run([*CLI, "resume", str(rid), "--detach", "--db", str(db)], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and "resumed after" in r.stderr, r.stderr
+    runs = wait_all(db, [ref, *killed.values()], 600)
+    assert {r["status"] for r in runs.values()} == {"finished"}
+    with Store(db) as s:
+        want = s.detail(ref)["matrix"]
+        for point, rid in killed.items():
+            assert s.detail(rid)["matrix"] == want, point
+    print(f"\nreliability: {len(killed)} SIGKILLs ({', '.join(KILL_POINTS)}), {len(killed)} resumes, matrices equal the uninterrupted run's")
+
+
+# -- kill -9 in the middle of store writes ------------------------------------------------------------
+WRITER = """
+import sys, time
+from medtui.store.store import Store
+store = Store(sys.argv[1]); rid = int(sys.argv[2]); batch = 0
+while True:
+    with store.write():  # one transaction of 200 log lines: all of it or none of it
+        for i in range(200):
+            store.log(rid, f"batch {batch} line {i}")
+        store.update_run(rid, progress={"batch": batch})
+    batch += 1
+"""
+KILLS = 8
+
+
+@pytest.mark.slow
+def test_kill_9_during_store_writes_never_corrupts_the_store(db: Path) -> None:
+    import random
+
+    with Store(db) as s:
+        rid = s.create_run(fast_config(name="writer"), status="running")
+    rng = random.Random(0)
+    for k in range(KILLS):
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(db), str(rid)])
+        with Store(db) as s:  # let it get going before the kill lands at a random moment
+            base = s.db.execute("select count(*) from events where run_id = ?", [rid]).fetchone()[0]
+        while True:
+            with Store(db) as s:
+                if s.db.execute("select count(*) from events where run_id = ?", [rid]).fetchone()[0] > base:
+                    break
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.3))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        conn = sqlite3.connect(db)
+        try:
+            assert conn.execute("pragma integrity_check").fetchone()[0] == "ok", f"kill {k + 1}"
+            n = conn.execute("select count(*) from events where run_id = ?", [rid]).fetchone()[0]
+            assert n % 200 == 0, f"kill {k + 1}: a half-written transaction survived ({n} lines)"
+        finally:
+            conn.close()
+    with Store(db) as s:  # and the store is still fully usable
+        s.log(rid, "after the kills")
+        assert s.get_run(rid)["progress"]["batch"] >= 0
+    print(f"\nreliability: {KILLS} kill -9 during store writes, integrity_check ok after each")
