@@ -95,8 +95,8 @@ def test_eight_detached_runs_on_one_store_with_readers(db: Path) -> None:
 
 
 # -- SIGKILL at awkward moments ----------------------------------------------------------------------
-KILL_RUN = dict(tasks=("synth-cxr-a", "synth-derm"), heldout=("synth-blood",), epochs=3, batch_size=16,
-                max_train=48, max_test=200, eval_batch_size=16)
+KILL_RUN = dict(tasks=("synth-cxr-a", "synth-derm"), heldout=("synth-blood",), epochs=2, batch_size=16,
+                max_train=48, max_test=160, eval_batch_size=16)
 
 
 def _evals(s: Store, rid: int, row: int) -> int:
@@ -113,18 +113,20 @@ KILL_POINTS = {
 }
 
 
-def _kill_when(db: Path, rid: int, point: str, timeout: float = 300) -> None:
-    cond, deadline = KILL_POINTS[point], time.time() + timeout
-    while time.time() < deadline:
+def _kill_at_points(db: Path, killed: dict[str, int], timeout: float = 300) -> None:
+    """Poll the runs together and SIGKILL each worker when its run reaches its kill point."""
+    pending, deadline = dict(killed), time.time() + timeout
+    while pending and time.time() < deadline:
         with Store(db) as s:
-            run = s.get_run(rid)
-            hit = run["status"] == "running" and cond(s, run)
-        if hit:
-            os.kill(run["pid"], signal.SIGKILL)
-            return
-        assert run["status"] in ("queued", "running"), f"run ended before the kill point {point!r}: {run['status']} {run['error']}"
+            for point, rid in list(pending.items()):
+                run = s.get_run(rid)
+                if run["status"] == "running" and KILL_POINTS[point](s, run):
+                    os.kill(run["pid"], signal.SIGKILL)
+                    del pending[point]
+                else:
+                    assert run["status"] in ("queued", "running"), f"run ended before the kill point {point!r}: {run['status']} {run['error']}"
         time.sleep(0.01)
-    raise AssertionError(f"kill point {point!r} never reached")
+    assert not pending, f"kill points never reached: {list(pending)}"
 
 
 @pytest.mark.slow
@@ -133,10 +135,9 @@ def test_sigkill_at_several_points_shows_failed_and_resume_gives_the_same_matrix
         s.set_setting("max_parallel", "4")
         ref = s.create_run(fast_config(name="uninterrupted", **KILL_RUN))
         killed = {point: s.create_run(fast_config(name=f"killed {point}", **KILL_RUN)) for point in KILL_POINTS}
-    launch(db, ref)
-    for point, rid in killed.items():
+    for rid in (ref, *killed.values()):
         launch(db, rid)
-        _kill_when(db, rid, point)
+    _kill_at_points(db, killed)
     for rid in killed.values():  # the SIGKILLed worker is seen as dead, never as finished or running
         deadline = time.time() + 30
         while True:
