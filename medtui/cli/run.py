@@ -67,6 +67,7 @@ def run(
     paradigm: Optional[str] = typer.Option(None, "--paradigm", help="specialized | joint | continual"),
     method: Optional[str] = typer.Option(None, "--method", help="Continual method: naive, lwf, ewc, wise-ft, zscl (`medtui methods`)."),
     opt: Optional[list[str]] = typer.Option(None, "--opt", help="A method option KEY=VALUE (repeatable)."),
+    joint_sampling: Optional[str] = typer.Option(None, "--joint-sampling", help="Joint batches: balanced (default) | proportional."),
     buffer_size: Optional[int] = typer.Option(None, "--buffer-size", help="Rehearsal buffer in samples (continual, any method)."),
     model: Optional[str] = typer.Option(None, "--model", help="open_clip architecture, hf-hub:ORG/REPO or local-dir:PATH."),
     pretrained: Optional[str] = typer.Option(None, "--pretrained", help="Pretrained tag (e.g. openai), checkpoint PATH, or none."),
@@ -108,7 +109,7 @@ def run(
     cfg = build_config(
         config,
         dict(
-            tasks=tasks, heldout=heldout, paradigm=paradigm, method=method, opts=opt, buffer_size=buffer_size, model=model, pretrained=pretrained,
+            tasks=tasks, heldout=heldout, paradigm=paradigm, method=method, opts=opt, joint_sampling=joint_sampling, buffer_size=buffer_size, model=model, pretrained=pretrained,
             tune=tune, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, name=name,
             max_train=max_train, max_test=max_test, eval_every=eval_every, deterministic=deterministic, shots=shots, data_dir=data_dir,
             lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets,

@@ -1,0 +1,120 @@
+"""Every continual method on the default synthetic sequence: the accuracy-matrix metrics side by side.
+
+    python benchmarks/bench_methods.py                      # the table in BENCHMARKS.md
+    python benchmarks/bench_methods.py --max-train 300 --epochs 2 --methods naive,lwf
+
+Two settings, both with the tiny CLIP on the CPU and the same seed for every row:
+
+- **sequence** — the default five-task sequence from random weights (forgetting, bwt, last, avg);
+- **held-out** — a "pre-trained" start (the tiny CLIP first fine-tuned on ``synth-cxr-a`` by a
+  medtui joint run), then the other four tasks in sequence with ``synth-cxr-a`` held out:
+  ``heldout`` is how much of what the start knew survives (the zero-shot retention that
+  WiSE-FT and ZSCL are for; 50% is chance).
+
+Rows: naive, each method at its default options, rehearsal with a 200-sample buffer, and each
+method with that buffer. Prints one line per row as it finishes, then a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from medtui.config import DEFAULT_TASKS, RunConfig, resolve  # noqa: E402
+from medtui.engine.run import run_experiment  # noqa: E402
+from medtui.events import ListSink, RunStarted, TaskEvaluated  # noqa: E402
+from medtui.methods import method_names  # noqa: E402
+from medtui.metrics import compute_metrics  # noqa: E402
+
+COLUMNS = ("last", "avg", "bwt", "forgetting", "transfer", "heldout")
+HELD = "synth-cxr-a"
+
+
+def matrix(sink: ListSink) -> list[list[float | None]]:
+    """The accuracy matrix of a finished in-process run."""
+    started = sink.of(RunStarted)[0]
+    m: list[list[float | None]] = [[None] * len(started.columns) for _ in started.rows]
+    for e in sink.of(TaskEvaluated):
+        m[e.row][started.columns.index(e.task)] = e.accuracy
+    return m
+
+
+def metrics_of(cfg: RunConfig) -> dict[str, float | None]:
+    """Run ``cfg`` in this process and compute its metrics."""
+    sink = ListSink()
+    run_experiment(resolve(cfg), sink)
+    return compute_metrics(matrix(sink), cfg.paradigm, len(cfg.tasks))
+
+
+def pretrain(base: RunConfig, folder: Path) -> Path:
+    """A tiny-CLIP checkpoint fine-tuned on ``synth-cxr-a`` (a medtui joint run), as an open_clip weights file."""
+    import torch
+
+    cfg = resolve(replace(base, tasks=(HELD,), heldout=(), paradigm="joint", method="naive", method_opts={}, buffer_size=0))
+    run_experiment(cfg, ListSink(), checkpoint_dir=folder)
+    state = torch.load(folder / "stage-1.pt", map_location="cpu", weights_only=True)["model"]
+    path = folder / "tiny-cxr-a.pt"
+    torch.save({k.removeprefix("clip."): v for k, v in state.items() if k.startswith("clip.")}, path)
+    return path
+
+
+def rows(methods: list[str], buffer: int) -> list[tuple[str, str, int]]:
+    """(label, method, buffer) for naive, each method, rehearsal, and each method with rehearsal."""
+    out = [(m, m, 0) for m in methods]
+    if buffer:
+        out += [(f"rehearsal {buffer}" if m == "naive" else f"{m} + rehearsal {buffer}", m, buffer) for m in methods]
+    return out
+
+
+def fmt(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--methods", default=",".join(method_names()))
+    ap.add_argument("--buffer", type=int, default=200)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--max-train", type=int, default=None)
+    ap.add_argument("--max-test", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    base = RunConfig(epochs=args.epochs, max_train=args.max_train, max_test=args.max_test, seed=args.seed, device="cpu",
+                     keep_checkpoints=0)
+    import torch
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, seed {args.seed}, {args.epochs} epochs, "
+          f"max_train {args.max_train or 'all'}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        weights = pretrain(replace(base, keep_checkpoints=1), Path(tmp))
+        print(f"pre-trained start on {HELD}: {time.perf_counter() - t0:.0f} s", flush=True)
+        table = []
+        for label, method, buffer in rows(methods, args.buffer):
+            t0 = time.perf_counter()
+            seq = metrics_of(replace(base, tasks=DEFAULT_TASKS, method=method, buffer_size=buffer))
+            rest = tuple(t for t in DEFAULT_TASKS if t != HELD)
+            held = metrics_of(replace(base, tasks=rest, heldout=(HELD,), pretrained=str(weights), lr=1e-3,
+                                      method=method, buffer_size=buffer))
+            values = [seq["last"], seq["avg"], seq["bwt"], seq["forgetting"], seq["transfer"], held["heldout"]]
+            table.append((label, values))
+            print(f"{label:<24} " + " ".join(f"{c} {fmt(v):>5}" for c, v in zip(COLUMNS, values))
+                  + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+    print()
+    print("| method | " + " | ".join(COLUMNS) + " |")
+    print("|---|" + "---:|" * len(COLUMNS))
+    for label, values in table:
+        print(f"| {label} | " + " | ".join(fmt(v) for v in values) + " |")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("MEDTUI_THREADS", "2")
+    main()
