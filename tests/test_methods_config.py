@@ -103,5 +103,5 @@ def test_compare_diff_names_each_method_option(tmp_path: Path) -> None:
         a = s.create_run(resolve(RunConfig(method="lwf")))
         b = s.create_run(resolve(RunConfig(method="lwf", method_opts={"weight": 3.0})))
         c = compare(s, [a, b])
-    assert c.config_diff["method.weight"] == [1.0, 3.0]
+    assert c.config_diff["method.weight"] == [10.0, 3.0]
     assert c.config_same["method"] == "lwf"

@@ -56,3 +56,28 @@ def test_components_reach_the_store(db: Path) -> None:
     assert steps and all(set(st["components"]) >= {"task"} for st in steps)
     assert any("distill" in st["components"] for st in steps if st["stage"] == 2)
     assert not any("distill" in st["components"] for st in steps if st["stage"] == 1)  # nothing to distil yet
+
+
+@pytest.fixture(scope="module")
+def trained_start(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny CLIP briefly fine-tuned on one task, saved as an open_clip checkpoint (LoRA needs a trained start)."""
+    d = tmp_path_factory.mktemp("start")
+    run_experiment(fast_config(tasks=("synth-histo",), paradigm="joint"), ListSink(), checkpoint_dir=d)
+    state = torch.load(d / "stage-1.pt", map_location="cpu", weights_only=True)["model"]
+    torch.save({k.removeprefix("clip."): v for k, v in state.items() if k.startswith("clip.")}, d / "start.pt")
+    return str(d / "start.pt")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", method_names())
+def test_every_method_works_with_lora_and_resumes(method: str, trained_start: str, tmp_path: Path) -> None:
+    cfg = fast_config(method=method, tune="lora", pretrained=trained_start, lr=1e-3, keep_checkpoints=2, max_train=64, max_test=32)
+    full = ListSink()
+    run_experiment(cfg, full, checkpoint_dir=tmp_path)
+    state = torch.load(tmp_path / "stage-1.pt", weights_only=True)
+    assert all("lora" in k for k in state["model"]), "a LoRA checkpoint holds the adapters only"
+    if method == "ewc":
+        assert state["method"]["fisher"] and all("lora" in k for k in state["method"]["fisher"])
+    resumed = ListSink()
+    run_experiment(cfg, resumed, resume=ResumePoint(1, tmp_path / "stage-1.pt"))
+    assert matrix(resumed)[2:] == matrix(full)[2:]

@@ -327,7 +327,7 @@ async def test_method_options_are_drawn_from_the_method(tmp_path: Path) -> None:
         await choose(pilot, "method", "lwf")
         await pilot.pause()
         boxes = {b.id: b.value for b in screen.query("#method-opts Input").results(Input)}
-        assert boxes == {"o-temperature": "2.0", "o-weight": "1.0"}
+        assert boxes == {"o-temperature": "2.0", "o-weight": "10.0"}
         await focus(pilot, "o-weight")
         assert "weight:" in str(screen.query_one("#new-hint", Static).render())
         await pilot.press("end", "ctrl+u", *"abc")

@@ -8,9 +8,9 @@ over the trained parameters, where ``θ*`` are the weights at the end of the las
 stage and ``F`` the diagonal Fisher information accumulated over the finished stages.
 After each stage, ``F_stage`` is estimated on ``fisher_samples`` of the stage's training
 samples as the mean squared gradient of the log-likelihood of the true labels (the
-*empirical* Fisher, as most implementations do), with the model in eval mode; per-sample
-gradients by default (``fisher_batch = 1``), or the squared *summed* gradient of each
-minibatch (faster; exact when per-sample gradients are uncorrelated). Accumulation is **online** (Schwarz et al., 2018):
+*empirical* Fisher, as most implementations do), with the model in eval mode: per-sample
+gradients with ``fisher_batch = 1``, else (default 4, faster) the squared *summed* gradient of
+each minibatch (exact when per-sample gradients are uncorrelated). Accumulation is **online** (Schwarz et al., 2018):
 ``F ← γ·F + F_stage`` with one anchor ``θ*`` (the latest weights); ``γ = 1`` sums the
 stages' Fishers. The original keeps one penalty per task with its own anchor; with one
 anchor the memory is two copies of the trained parameters whatever the number of tasks.
@@ -44,10 +44,10 @@ def ewc_penalty(params: dict[str, "torch.Tensor"], fisher: dict[str, "torch.Tens
 class EwcOptions:
     """Options of ``ewc``."""
 
-    weight: float = field(default=100.0, metadata={"help": "λ: weight of the quadratic penalty"})
+    weight: float = field(default=1e5, metadata={"help": "λ: weight of the quadratic penalty"})
     gamma: float = field(default=1.0, metadata={"help": "γ: decay of the accumulated Fisher (online EWC; 1 = sum)"})
-    fisher_samples: int = field(default=200, metadata={"help": "training samples per stage for the Fisher estimate"})
-    fisher_batch: int = field(default=1, metadata={"help": "samples per gradient (1 = per-sample Fisher)"})
+    fisher_samples: int = field(default=100, metadata={"help": "training samples per stage for the Fisher estimate"})
+    fisher_batch: int = field(default=4, metadata={"help": "samples per gradient (1 = per-sample Fisher)"})
 
     def check(self) -> None:
         """Raise ValueError for out-of-range values."""

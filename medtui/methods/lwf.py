@@ -41,7 +41,7 @@ class LwfOptions:
     """Options of ``lwf``."""
 
     temperature: float = field(default=2.0, metadata={"help": "T: softmax temperature of the distillation"})
-    weight: float = field(default=1.0, metadata={"help": "λ: weight of the distillation loss"})
+    weight: float = field(default=10.0, metadata={"help": "λ: weight of the distillation loss"})
 
     def check(self) -> None:
         """Raise ValueError for out-of-range values."""
