@@ -167,6 +167,7 @@ def test_formats_and_listing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert "| paradigm | buffer_size | n |" in md and "| joint | — | 2 | 70.0 ± 14.1 |" in md
     tex = invoke("study", "show", "agg", "--db", db, "--format", "latex", "--metrics", "last,forgetting").stdout
     assert tex.count(r"\toprule") == 1 and r"\midrule" in tex and r"\bottomrule" in tex
+    assert tex.isascii()  # compiles without inputenc tricks: no ± or — left unescaped
     rows = [line for line in tex.splitlines() if line.endswith(r"\\") and "midrule" not in line]
     assert len(rows) == 4 and all(line.count("&") == 4 for line in rows)
     # best last: joint/continual-0 at 70.0 / 67.5 vs continual-20 at 70.0 (one run) -> ties are bold; best forgetting lowest
@@ -229,3 +230,16 @@ paradigm = ["joint", "continual"]
         assert {k: v["mean"] for k, v in cell["metrics"].items()} == {k: d["metrics"].get(k) for k in cell["metrics"]}
     again = invoke("study", "run", str(f), "--headless", "--db", db)
     assert again.exit_code == 0 and "0 added, 0 resumed, 2 finished kept" in again.stderr
+
+
+@pytest.mark.skipif(__import__("shutil").which("pdflatex") is None, reason="pdflatex is not installed (the structure is checked in test_formats_and_listing)")
+def test_latex_table_compiles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    db, _ = _stored_study(tmp_path, monkeypatch)
+    tex = invoke("study", "show", "agg", "--db", db, "--format", "latex").stdout
+    doc = tmp_path / "t.tex"
+    doc.write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n" + tex + "\\end{document}\n")
+    r = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-2000:]
+    assert (tmp_path / "t.pdf").is_file()

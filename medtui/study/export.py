@@ -111,7 +111,7 @@ def to_latex(result: dict[str, Any], only: list[str] | None = None) -> str:
             text = fmt_value(m, s["mean"]) + ("" if s.get("std") is None else f" \\pm {100 * s['std']:.1f}")
             cells.append(f"$\\mathbf{{{text}}}$" if i in best[m] else f"${text}$")
         body.append(" & ".join([*vals, latex_escape(n_text(c)), *cells]) + r" \\")
-    caption = latex_escape(f"Study {result['study']}: mean ± std over seeds and task orders (accuracies in %); best in bold.")
+    caption = latex_escape(f"Study {result['study']}: mean ± std over seeds and task orders (accuracies in %); best in bold.").replace("±", r"$\pm$")
     return "\n".join(
         [r"\begin{table}[t]", r"\centering", r"\small", f"\\caption{{{caption}}}", f"\\begin{{tabular}}{{{spec}}}", r"\toprule",
          *body, r"\bottomrule", r"\end{tabular}", r"\end{table}"]
