@@ -85,15 +85,17 @@ def main() -> None:
     ap.add_argument("--max-train", type=int, default=None)
     ap.add_argument("--max-test", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="The sequence (default: the five synthetic tasks).")
     ap.add_argument("--no-heldout", action="store_true", help="Skip the held-out setting (the heldout column stays empty).")
     args = ap.parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     base = RunConfig(epochs=args.epochs, max_train=args.max_train, max_test=args.max_test, seed=args.seed, device="cpu",
                      keep_checkpoints=0)
     import torch
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, seed {args.seed}, {args.epochs} epochs, "
-          f"max_train {args.max_train or 'all'}", flush=True)
+    print(f"torch {torch.__version__}, seed {args.seed}, {args.epochs} epochs, max_train {args.max_train or 'all'}, "
+          f"sequence {', '.join(tasks)}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         weights = None if args.no_heldout else pretrain(replace(base, keep_checkpoints=1), Path(tmp))
@@ -102,7 +104,7 @@ def main() -> None:
         table = []
         for label, method, buffer in rows(methods, args.buffer):
             t0 = time.perf_counter()
-            seq = metrics_of(replace(base, tasks=DEFAULT_TASKS, method=method, buffer_size=buffer))
+            seq = metrics_of(replace(base, tasks=tasks, method=method, buffer_size=buffer))
             rest = tuple(t for t in DEFAULT_TASKS if t != HELD)
             held = {"heldout": None} if weights is None else metrics_of(
                 replace(base, tasks=rest, heldout=(HELD,), pretrained=str(weights), lr=1e-3, method=method, buffer_size=buffer))
