@@ -365,7 +365,9 @@ def test_interpolating_the_b_factors_is_the_weight_space_ensemble() -> None:
     state = m.checkpoint_state()
     keys = m.interpolation_keys(state)
     assert keys and all(".lora_B." in k for k in keys)
-    m.load_checkpoint_state({k: torch.lerp(initial[k], v, alpha) if k in keys else v for k, v in state.items()})
+    from medtui.methods.wise_ft import interpolate
+
+    m.load_checkpoint_state(interpolate(initial, state, alpha, keys))
     ensembled = w0 + wrapper.get_delta_weight("default")
     torch.testing.assert_close(ensembled, (1 - alpha) * w0 + alpha * (w0 + delta))
     assert torch.equal(lora.frozen_weight(m.clip, layer), w0)

@@ -24,13 +24,15 @@ if TYPE_CHECKING:
     import torch
 
 
-def interpolate(initial: dict[str, "torch.Tensor"], current: dict[str, "torch.Tensor"], alpha: float) -> dict[str, "torch.Tensor"]:
-    """``(1 − α)·initial + α·current`` for floating-point entries; other entries (counters) from ``current``."""
+def interpolate(
+    initial: dict[str, "torch.Tensor"], current: dict[str, "torch.Tensor"], alpha: float, keys: "set[str] | None" = None
+) -> dict[str, "torch.Tensor"]:
+    """``(1 − α)·initial + α·current`` for floating-point entries (only ``keys``, when given); others from ``current``."""
     import torch
 
     out = {}
     for k, v in current.items():
-        if torch.is_floating_point(v) and k in initial:
+        if torch.is_floating_point(v) and k in initial and (keys is None or k in keys):
             if alpha == 1.0:
                 out[k] = v.clone()
             elif alpha == 0.0:
@@ -67,5 +69,7 @@ class WiseFT(Method):
         import torch
 
         with torch.no_grad():
-            ctx.model.load_state_dict(interpolate(ctx.initial_state(), ctx.model.state_dict(), self.opts.alpha))
+            state = ctx.model.state_dict()
+            # with LoRA only the B factors move: that is the exact ensemble of the adapted weights
+            ctx.model.load_state_dict(interpolate(ctx.initial_state(), state, self.opts.alpha, ctx.model.interpolation_keys(state)))
         ctx.model.clear_eval_cache()
