@@ -144,3 +144,16 @@ def test_heartbeat_logs_failures_and_fails_the_run_when_it_cannot_write(db: Path
     assert heart.failure and "heartbeat could not be written" in heart.failure and "locked" in heart.failure
     text = out.getvalue()
     assert text.count("cannot write the heartbeat") == 1 and "stopping the run" in text
+
+
+def test_a_cancel_asked_for_while_the_worker_starts_is_kept(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medtui.jobs import worker
+
+    with Store(db) as s:
+        rid = s.create_run(fast_config(), status="running", pid=None, heartbeat_at=time.time())
+    assert "cancel requested" in jobs.cancel(db, rid)  # claimed, worker not started yet
+    monkeypatch.setattr(worker, "provenance", lambda: {})
+    code = worker.execute(db, rid, handle_signals=False)
+    with Store(db) as s:
+        run = s.get_run(rid)
+    assert code == 1 and run["status"] == "cancelled", (run["status"], run["error"])

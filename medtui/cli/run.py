@@ -218,7 +218,7 @@ def resume(
             # claimed in one conditional update (a concurrent resume or launch cannot also claim it),
             # with this process's pid and a heartbeat so that no liveness check fails it meanwhile
             if not store.update_run(run_id, status="running", pid=os.getpid(), host=socket.gethostname(), heartbeat_at=time.time(),
-                                    error=None, where="status in ('failed', 'cancelled')"):
+                                    error=None, cancel_requested=0, where="status in ('failed', 'cancelled')"):
                 raise UsageError(f"run {run_id} is {store.get_run(run_id)['status']}: it cannot be resumed")
             store.log(run_id, f"resume requested: continuing after {where}")
     if detach:

@@ -154,9 +154,10 @@ def execute(
         finished_at=None,
         heartbeat_at=time.time(),
         error=None,
-        cancel_requested=0,
         log_path=str(log_file),
-    )
+    )  # cancel_requested stays: a cancel asked for while the worker was starting still counts
+    if run["cancel_requested"]:
+        stop.set()
     heart = Heartbeat(db_path, run_id, stop, log_stream=log_stream)
     heart.start()
     store.update_run(run_id, **provenance())
