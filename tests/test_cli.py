@@ -194,3 +194,20 @@ def test_bad_user_npz_files(tmp_path: Path, db: Path) -> None:
         assert r.exit_code == 2, r.output
         assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.output
         assert count_runs(db) == stored
+
+
+def test_output_into_a_closed_pipe_is_no_traceback(store_path: Path) -> None:
+    """`medtui show 1 | head -1`: a reader that has gone away ends the command quietly."""
+    import os
+    import subprocess
+    import sys
+
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before the first write: every write gets EPIPE
+    proc = subprocess.run(
+        [sys.executable, "-m", "medtui", "--db", str(store_path), "show", "1"],
+        stdout=w, stderr=subprocess.PIPE, timeout=120,
+    )
+    os.close(w)
+    err = proc.stderr.decode()
+    assert "Traceback" not in err and "Error" not in err, err

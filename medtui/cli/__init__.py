@@ -15,10 +15,12 @@ from typing import Any, Optional
 import typer
 from typer.core import TyperGroup
 
-try:  # Typer >= 0.29 vendors click; older releases use the click package itself
+try:  # Typer >= 0.29 vendors click (its Abort lives in typer.exceptions); older releases use click itself
     from typer._click import exceptions as click_exc
+    from typer.exceptions import Abort
 except ImportError:  # pragma: no cover
     from click import exceptions as click_exc  # type: ignore[no-redef]
+    from click.exceptions import Abort  # type: ignore[no-redef]
 
 from medtui.errors import MedtuiError, UsageError
 
@@ -50,7 +52,7 @@ class MedtuiGroup(TyperGroup):
         except sqlite3.DatabaseError as e:  # a store damaged past its header: say so, never a traceback
             typer.echo(f"medtui: error: the store cannot be read ({_one_line(str(e))})", err=True)
             code = 2
-        except click_exc.Abort:
+        except Abort:
             typer.echo("medtui: aborted", err=True)
             code = 130
         else:
