@@ -177,3 +177,21 @@ def test_the_runs_list_detail_header_and_queue_show_the_eta(db: Path) -> None:
     assert js["running"][0]["eta_s"] == pytest.approx(102.0, abs=2)
     listing = runner.invoke(app, ["runs", "--db", str(db)], env={"NO_COLOR": "1", "COLUMNS": "80"}).stdout
     assert re.search(r"ETA 1m4[12]s", listing), listing
+
+
+def test_study_eta_uses_each_running_runs_eta_and_the_slots() -> None:
+    from medtui.cli.study_wait import study_eta
+
+    p = {"plan": PLAN, "rows_done": 1, "stage": 1, "step": 2, "n_steps": 8, "throughput": 50.0, "eval_s": 0.6, "at": 1000.0}
+    running = {"status": "running", "started_at": 994.0, "finished_at": None, "progress": p}  # 6.2 s left
+    queued = {"status": "queued", "started_at": None, "finished_at": None, "progress": {}}
+    done = {"status": "finished", "started_at": 900.0, "finished_at": 910.0, "progress": {}}
+    # before any run finished, a queued run is taken to last as long as the running one will: 6 + 6.2 s
+    assert study_eta([running, queued], parallel=1, now=1000.0) == pytest.approx(6.2 + 12.2)
+    assert study_eta([running, queued], parallel=2, now=1000.0) == pytest.approx(12.2)
+    # once one finished (10 s), queued runs count for the mean finished duration
+    assert study_eta([done, running, queued, queued], parallel=2, now=1000.0) == pytest.approx(6.2 + 10.0)
+    assert study_eta([done], parallel=1, now=1000.0) == 0.0
+    # nothing measured yet: no ETA rather than a guess
+    assert study_eta([queued], parallel=1, now=1000.0) is None
+    assert study_eta([{**running, "progress": {}}, queued], parallel=1, now=1000.0) is None

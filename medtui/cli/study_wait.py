@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from medtui.eta import run_eta, schedule_eta
 from medtui.format import fmt_duration, fmt_metric, run_duration
 from medtui.store.store import Store
 
@@ -16,19 +17,24 @@ SCHEDULE_EVERY = 10
 
 
 def study_eta(runs: list[dict[str, Any]], parallel: int, now: float | None = None) -> float | None:
-    """Seconds until every run is done: the mean duration of finished runs times the work left, over the slots.
+    """Seconds until every run is done, from the same per-run ETA as the runs list.
 
-    Running runs count for what is left of a mean run; None before any run has finished.
+    A running run counts for its own ETA (measured img/s over its remaining steps and
+    evaluations); a queued run for the mean duration of the finished ones, or, before any has
+    finished, for the projected duration of the running ones. Runs start on the slot that frees
+    first (:func:`medtui.eta.schedule_eta`). None while nothing has been measured yet.
     """
     now = time.time() if now is None else now
+    running = [r for r in runs if r["status"] == "running"]
+    left = [run_eta(r, now) for r in running]
     took = [r["finished_at"] - r["started_at"] for r in runs if r["status"] == "finished" and r["started_at"] and r["finished_at"]]
-    if not took:
-        return None
-    mean = sum(took) / len(took)
+    if not took:  # nothing finished yet: a running run's elapsed time plus its ETA is what a run takes
+        took = [now - r["started_at"] + e for r, e in zip(running, left) if e is not None and r["started_at"]]
     queued = sum(r["status"] == "queued" for r in runs)
-    left_running = [max(0.0, mean - (now - (r["started_at"] or now))) for r in runs if r["status"] == "running"]
-    work = queued * mean + sum(left_running)
-    return work / max(1, parallel)
+    if (queued and not took) or any(e is None for e in left):
+        return None
+    mean = sum(took) / len(took) if took else 0.0
+    return schedule_eta([*left, *[mean] * queued], parallel)
 
 
 def _line(r: dict[str, Any], done: int, total: int) -> str:
