@@ -227,8 +227,8 @@ def from_mapping(data: Mapping[str, Any], base: RunConfig | None = None, origin:
     return replace(base or RunConfig(), **updates)
 
 
-def load_toml(path: str | Path) -> RunConfig:
-    """Read an experiment TOML file; malformed TOML or unknown keys give a one-line ConfigError.
+def read_toml(path: str | Path, what: str = "config") -> dict[str, Any]:
+    """A TOML file's table; unreadable or malformed files give a one-line ConfigError naming ``what``.
 
     Relative ``path`` entries of ``[[task]]`` tables are made absolute against the file's folder.
     """
@@ -236,20 +236,28 @@ def load_toml(path: str | Path) -> RunConfig:
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
-        raise ConfigError(f"cannot read config {str(p)!r}: {e.strerror or e}") from None
+        raise ConfigError(f"cannot read {what} {str(p)!r}: {e.strerror or e}") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p.name}: malformed TOML: {e}") from None
     tasks = data.get("task")
     if isinstance(tasks, list):
-        fixed = []
-        for t in tasks:
-            if isinstance(t, dict) and isinstance(t.get("path"), str) and not Path(t["path"]).is_absolute():
-                t = {**t, "path": str((p.parent / t["path"]).resolve())}
-            fixed.append(t)
-        data = {**data, "task": fixed}
-    return from_mapping(data, origin=p.name)
+        data["task"] = [
+            {**t, "path": str((p.parent / t["path"]).resolve())}
+            if isinstance(t, dict) and isinstance(t.get("path"), str) and not Path(t["path"]).is_absolute()
+            else t
+            for t in tasks
+        ]
+    return data
+
+
+def load_toml(path: str | Path) -> RunConfig:
+    """Read an experiment TOML file; malformed TOML or unknown keys give a one-line ConfigError.
+
+    Relative ``path`` entries of ``[[task]]`` tables are made absolute against the file's folder.
+    """
+    return from_mapping(read_toml(path), origin=Path(path).name)
 
 
 def to_toml(config: RunConfig) -> str:

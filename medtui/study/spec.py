@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from medtui.config import FIELD_NAMES, RunConfig, _close, from_mapping
+from medtui.config import FIELD_NAMES, RunConfig, _close, from_mapping, read_toml
 from medtui.errors import ConfigError
 
 _STUDY_KEYS = ("name", "seeds", "grid", "orders", "description")
@@ -238,21 +237,5 @@ def collapse(config: RunConfig) -> RunConfig:
 
 def load_study(path: str | Path, name: str | None = None) -> StudySpec:
     """Read a study TOML file (relative ``[[task]]`` paths resolve against its folder)."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"cannot read study {str(p)!r}: {e.strerror or e}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p.name}: malformed TOML: {e}") from None
-    tasks = data.get("task")
-    if isinstance(tasks, list):
-        data["task"] = [
-            {**t, "path": str((p.parent / t["path"]).resolve())}
-            if isinstance(t, dict) and isinstance(t.get("path"), str) and not Path(t["path"]).is_absolute()
-            else t
-            for t in tasks
-        ]
-    return parse_study(data, origin=p.name, name=name)
+    data = read_toml(path, "study")
+    return parse_study(data, origin=Path(path).name, name=name)
