@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from medtui.config import DEFAULT_TASKS, RunConfig, resolve  # noqa: E402
 from medtui.engine.run import run_experiment  # noqa: E402
-from medtui.events import ListSink, RunStarted, TaskEvaluated  # noqa: E402
+from medtui.events import ListSink  # noqa: E402
 from medtui.methods import method_names  # noqa: E402
 from medtui.metrics import compute_metrics  # noqa: E402
 
@@ -37,20 +37,11 @@ COLUMNS = ("last", "avg", "bwt", "forgetting", "transfer", "heldout")
 HELD = "synth-cxr-a"
 
 
-def matrix(sink: ListSink) -> list[list[float | None]]:
-    """The accuracy matrix of a finished in-process run."""
-    started = sink.of(RunStarted)[0]
-    m: list[list[float | None]] = [[None] * len(started.columns) for _ in started.rows]
-    for e in sink.of(TaskEvaluated):
-        m[e.row][started.columns.index(e.task)] = e.accuracy
-    return m
-
-
 def metrics_of(cfg: RunConfig) -> dict[str, float | None]:
     """Run ``cfg`` in this process and compute its metrics."""
     sink = ListSink()
     run_experiment(resolve(cfg), sink)
-    return compute_metrics(matrix(sink), cfg.paradigm, len(cfg.tasks))
+    return compute_metrics(sink.matrix(), cfg.paradigm, len(cfg.tasks))
 
 
 def pretrain(base: RunConfig, folder: Path) -> Path:

@@ -139,6 +139,14 @@ class ListSink(list):
         """The events of one kind, in order."""
         return [e for e in self if isinstance(e, kind)]
 
+    def matrix(self) -> list[list[float | None]]:
+        """The accuracy matrix the events describe (rows and columns of the first RunStarted; None where not evaluated)."""
+        started = self.of(RunStarted)[0]
+        m: list[list[float | None]] = [[None] * len(started.columns) for _ in started.rows]
+        for e in self.of(TaskEvaluated):
+            m[e.row][started.columns.index(e.task)] = e.accuracy
+        return m
+
 
 class MultiSink:
     """Forwards each event to several sinks, in order."""

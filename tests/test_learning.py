@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from medtui.engine.run import run_experiment
-from medtui.events import ListSink, RunStarted, TaskEvaluated
+from medtui.events import ListSink
 from medtui.metrics import compute_metrics
 from helpers import fast_config
 
@@ -18,10 +18,7 @@ def run_matrix(**overrides: object) -> list[list[float]]:
     cfg = fast_config(tasks=SEQUENCE, epochs=3, max_train=None, max_test=None, batch_size=64, **overrides)
     sink = ListSink()
     run_experiment(cfg, sink)
-    started = sink.of(RunStarted)[0]
-    m: list[list[float | None]] = [[None] * len(started.columns) for _ in started.rows]
-    for e in sink.of(TaskEvaluated):
-        m[e.row][started.columns.index(e.task)] = e.accuracy
+    m = sink.matrix()
     missing = [(i, j) for i, row in enumerate(m) for j, v in enumerate(row) if v is None]
     assert not missing, f"cells never evaluated: {missing}"
     return m  # type: ignore[return-value]

@@ -48,14 +48,6 @@ def lora_config(pretrained: str, **overrides: object) -> RunConfig:
     return fast_config(**{**base, **overrides})
 
 
-def matrix(sink: ListSink) -> list[list[float | None]]:
-    started = sink.of(RunStarted)[0]
-    m: list[list[float | None]] = [[None] * len(started.columns) for _ in started.rows]
-    for e in sink.of(TaskEvaluated):
-        m[e.row][started.columns.index(e.task)] = e.accuracy
-    return m
-
-
 def classifier(model: str, tune: str, pretrained: str | None = None, seed: int = 0, **kw: object) -> ClipClassifier:
     torch.manual_seed(seed)
     specs = [TaskRegistry().get(t) for t in TASKS]
@@ -192,8 +184,8 @@ def test_checkpoints_hold_only_adapters_and_resume_gives_the_same_matrix(pretrai
     full_bytes = (tmp_path / "full" / "stage-1.pt").stat().st_size
     assert lora_bytes < 0.05 * full_bytes, (lora_bytes, full_bytes)
     # adapters start at zero: the zero-shot row is the full model's, and it is not chance
-    assert matrix(whole)[0] == matrix(full)[0] and matrix(whole)[0] != [0.5, 0.5]
-    assert matrix(whole)[1] != matrix(whole)[0]  # the adapters learned something
+    assert whole.matrix()[0] == full.matrix()[0] and whole.matrix()[0] != [0.5, 0.5]
+    assert whole.matrix()[1] != whole.matrix()[0]  # the adapters learned something
 
     # cancelled after stage 1, resumed from its checkpoint in a fresh model
     first = ListSink()
@@ -201,11 +193,11 @@ def test_checkpoints_hold_only_adapters_and_resume_gives_the_same_matrix(pretrai
         run_experiment(cfg, first, checkpoint_dir=tmp_path / "cut", should_stop=lambda: bool(first.of(StageFinished)[1:]))
     rest = ListSink()
     run_experiment(cfg, rest, checkpoint_dir=tmp_path / "cut", resume=ResumePoint(1, tmp_path / "cut" / "stage-1.pt"))
-    resumed = matrix(first)
+    resumed = first.matrix()
     for e in rest.of(TaskEvaluated):
         resumed[e.row][started.columns.index(e.task)] = e.accuracy
     assert {e.row for e in rest.of(TaskEvaluated)} == {2}
-    assert resumed == matrix(whole)
+    assert resumed == whole.matrix()
 
 
 @pytest.mark.slow

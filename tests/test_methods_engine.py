@@ -9,17 +9,9 @@ import pytest
 import torch
 
 from medtui.engine.run import ResumePoint, run_experiment
-from medtui.events import ListSink, RunStarted, StepLogged, TaskEvaluated
+from medtui.events import ListSink, StepLogged
 from medtui.methods import method_names
 from helpers import fast_config
-
-
-def matrix(sink: ListSink) -> list[list[float | None]]:
-    started = sink.of(RunStarted)[0]
-    m: list[list[float | None]] = [[None] * len(started.columns) for _ in started.rows]
-    for e in sink.of(TaskEvaluated):
-        m[e.row][started.columns.index(e.task)] = e.accuracy
-    return m
 
 
 @pytest.mark.slow
@@ -29,7 +21,7 @@ def test_every_method_with_a_buffer_resumes_to_the_same_matrix(method: str, tmp_
                       max_train=64, max_test=32)
     full = ListSink()
     run_experiment(cfg, full, checkpoint_dir=tmp_path / "ckpt")
-    whole = matrix(full)
+    whole = full.matrix()
     assert all(v is not None for row in whole for v in row)
     # the stage-1 checkpoint holds tensors and plain values only
     ckpt = tmp_path / "ckpt" / "stage-1.pt"
@@ -37,7 +29,7 @@ def test_every_method_with_a_buffer_resumes_to_the_same_matrix(method: str, tmp_
     assert state["stage"] == 1 and state["config"]["method"] == method
     resumed = ListSink()
     run_experiment(cfg, resumed, resume=ResumePoint(1, ckpt))
-    again = matrix(resumed)
+    again = resumed.matrix()
     assert again[2:] == whole[2:], method
     comps = [e.components for e in full.of(StepLogged)]
     assert all(c and abs(sum(c.values()) - e.loss) < 1e-4 * max(1.0, abs(e.loss)) for c, e in zip(comps, full.of(StepLogged)))
@@ -80,4 +72,4 @@ def test_every_method_works_with_lora_and_resumes(method: str, trained_start: st
         assert state["method"]["fisher"] and all("lora" in k for k in state["method"]["fisher"])
     resumed = ListSink()
     run_experiment(cfg, resumed, resume=ResumePoint(1, tmp_path / "stage-1.pt"))
-    assert matrix(resumed)[2:] == matrix(full)[2:]
+    assert resumed.matrix()[2:] == full.matrix()[2:]

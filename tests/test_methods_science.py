@@ -15,7 +15,7 @@ import pytest
 
 from medtui.config import RunConfig, resolve
 from medtui.engine.run import run_experiment
-from medtui.events import ListSink, RunStarted, TaskEvaluated
+from medtui.events import ListSink
 from medtui.metrics import compute_metrics
 
 SEQUENCE = ("synth-cxr-a", "synth-derm", "synth-blood")
@@ -30,10 +30,7 @@ pytestmark = pytest.mark.slow
 def metrics(cfg: RunConfig) -> dict[str, float | None]:
     sink = ListSink()
     run_experiment(resolve(cfg), sink)
-    started = sink.of(RunStarted)[0]
-    m: list[list[float | None]] = [[None] * len(started.columns) for _ in started.rows]
-    for e in sink.of(TaskEvaluated):
-        m[e.row][started.columns.index(e.task)] = e.accuracy
+    m = sink.matrix()
     assert all(v is not None for row in m for v in row)
     return compute_metrics(m, cfg.paradigm, len(cfg.tasks))
 

@@ -15,7 +15,7 @@ is how the ZSCL paper evaluates it as a continual baseline. ``θ_0`` is kept on 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from medtui.methods import register_method
 from medtui.methods.base import HookContext, Method
