@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from medtui.config import DEFAULT_TASKS, RunConfig, resolve  # noqa: E402
-from medtui.engine.run import run_experiment  # noqa: E402
+from medtui.engine.run import export_clip_weights, run_experiment  # noqa: E402
 from medtui.events import ListSink  # noqa: E402
 from medtui.methods import method_names  # noqa: E402
 from medtui.metrics import compute_metrics  # noqa: E402
@@ -51,15 +51,10 @@ def metrics_of(cfg: RunConfig) -> dict[str, float | None]:
 def pretrain(base: RunConfig, folder: Path) -> tuple[Path, float]:
     """A tiny-CLIP checkpoint fine-tuned on ``synth-cxr-a`` (a medtui joint run), as an open_clip weights file,
     and its test accuracy on that task."""
-    import torch
-
     cfg = resolve(replace(base, tasks=(HELD,), heldout=(), paradigm="joint", method="naive", method_opts={}, buffer_size=0))
     sink = ListSink()
     run_experiment(cfg, sink, checkpoint_dir=folder)
-    state = torch.load(folder / "stage-1.pt", map_location="cpu", weights_only=True)["model"]
-    path = folder / "tiny-cxr-a.pt"
-    torch.save({k.removeprefix("clip."): v for k, v in state.items() if k.startswith("clip.")}, path)
-    return path, float(sink.matrix()[1][0])
+    return export_clip_weights(folder / "stage-1.pt", folder / "tiny-cxr-a.pt"), float(sink.matrix()[1][0])
 
 
 def rows(methods: list[str], buffer: int) -> list[tuple[str, str, int]]:

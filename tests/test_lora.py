@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from medtui.cli import app
 from medtui.config import RunConfig, load_toml, resolve, to_toml
 from medtui.data.registry import TaskRegistry
-from medtui.engine.run import ResumePoint, run_experiment
+from medtui.engine.run import ResumePoint, export_clip_weights, run_experiment
 from medtui.engine.tensors import to_task_tensors
 from medtui.errors import ModelError, RunCancelled
 from medtui.events import ListSink, RunStarted, StageFinished, TaskEvaluated
@@ -37,10 +37,7 @@ def pretrained(tmp_path_factory: pytest.TempPathFactory) -> str:
     """
     d = tmp_path_factory.mktemp("pretrained")
     run_experiment(fast_config(tasks=TASKS, paradigm="joint", epochs=2), ListSink(), checkpoint_dir=d)
-    state = torch.load(d / "stage-1.pt", map_location="cpu", weights_only=True)["model"]
-    path = d / "tiny-trained.pt"
-    torch.save({k.removeprefix("clip."): v for k, v in state.items() if k.startswith("clip.")}, path)
-    return str(path)
+    return str(export_clip_weights(d / "stage-1.pt", d / "tiny-trained.pt"))
 
 
 def lora_config(pretrained: str, **overrides: object) -> RunConfig:
@@ -363,3 +360,13 @@ def test_interpolating_the_b_factors_is_the_weight_space_ensemble() -> None:
     ensembled = w0 + wrapper.get_delta_weight("default")
     torch.testing.assert_close(ensembled, (1 - alpha) * w0 + alpha * (w0 + delta))
     assert torch.equal(lora.frozen_weight(m.clip, layer), w0)
+
+
+def test_exporting_a_lora_checkpoint_as_open_clip_weights_is_refused(tmp_path: Path) -> None:
+    from medtui.errors import ConfigError
+
+    ckpt = tmp_path / "stage-1.pt"
+    torch.save({"model": {"clip.visual.transformer.resblocks.0.mlp.c_fc.lora_A.default.weight": torch.zeros(2, 2)}}, ckpt)
+    with pytest.raises(ConfigError, match="adapters only"):
+        export_clip_weights(ckpt, tmp_path / "out.pt")
+    assert not (tmp_path / "out.pt").exists()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from medtui.engine.run import ResumePoint, run_experiment
+from medtui.engine.run import ResumePoint, export_clip_weights, run_experiment
 from medtui.events import ListSink, StepLogged
 from medtui.methods import method_names
 from helpers import fast_config
@@ -55,9 +55,7 @@ def trained_start(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A tiny CLIP briefly fine-tuned on one task, saved as an open_clip checkpoint (LoRA needs a trained start)."""
     d = tmp_path_factory.mktemp("start")
     run_experiment(fast_config(tasks=("synth-histo",), paradigm="joint"), ListSink(), checkpoint_dir=d)
-    state = torch.load(d / "stage-1.pt", map_location="cpu", weights_only=True)["model"]
-    torch.save({k.removeprefix("clip."): v for k, v in state.items() if k.startswith("clip.")}, d / "start.pt")
-    return str(d / "start.pt")
+    return str(export_clip_weights(d / "stage-1.pt", d / "start.pt"))
 
 
 @pytest.mark.slow

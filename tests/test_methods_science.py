@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from medtui.config import RunConfig, resolve
-from medtui.engine.run import run_experiment
+from medtui.engine.run import export_clip_weights, run_experiment
 from medtui.events import ListSink
 from medtui.metrics import compute_metrics
 
@@ -61,16 +61,11 @@ HELD_BASE = RunConfig(model="medtui-tiny-vit", max_test=200, device="cpu", keep_
 @pytest.fixture(scope="module")
 def start(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
     """Weights of the tiny ViT after 20 epochs on ``synth-cxr-a``, and its accuracy there."""
-    import torch
-
     folder = tmp_path_factory.mktemp("start")
     sink = ListSink()
     run_experiment(resolve(replace(HELD_BASE, tasks=(HELD,), paradigm="joint", epochs=20, keep_checkpoints=1)), sink,
                    checkpoint_dir=folder)
-    state = torch.load(folder / "stage-1.pt", map_location="cpu", weights_only=True)["model"]
-    path = folder / "start.pt"
-    torch.save({k.removeprefix("clip."): v for k, v in state.items() if k.startswith("clip.")}, path)
-    return path, sink.matrix()[1][0]
+    return export_clip_weights(folder / "stage-1.pt", folder / "start.pt"), sink.matrix()[1][0]
 
 
 def heldout_after(method: str, weights: Path) -> list[float]:

@@ -130,6 +130,21 @@ def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
         raise ConfigError(f"cannot load checkpoint {path.name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
 
 
+def export_clip_weights(checkpoint: Path, out: Path) -> Path:
+    """Save the open_clip weights of a stage checkpoint as a file ``--pretrained`` accepts.
+
+    A checkpoint of a ``lora`` run holds only adapters, not a whole model: a one-line ConfigError.
+    """
+    from medtui.models.lora import is_adapter_key
+
+    state = load_checkpoint(checkpoint, torch.device("cpu"))["model"]
+    weights = {k.removeprefix("clip."): v for k, v in state.items() if k.startswith("clip.")}
+    if not weights or any(is_adapter_key(k) for k in weights):
+        raise ConfigError(f"{checkpoint.name} holds no whole open_clip model (a LoRA run's checkpoint holds adapters only)")
+    torch.save(weights, out)
+    return out
+
+
 def run_experiment(
     config: RunConfig,
     emit: Callable[[Event], None],
