@@ -50,6 +50,38 @@ def test_two_launchers_racing_claim_a_run_once(db: Path, monkeypatch: pytest.Mon
     assert sum(isinstance(r, UsageError) and "already running" in str(r) for r in results) == 1
 
 
+def test_a_scheduler_between_storing_and_starting_a_launch_does_not_take_it(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app's refresh runs the scheduler every few tenths of a second; landing right after
+    the launched run is stored, it must neither start the run itself nor make the launch fail."""
+    spawned: list[int] = []
+    monkeypatch.setattr(jobs, "spawn", lambda path, run_id, gpu=None, threads=None: spawned.append(run_id) or 4242)
+    real = Store.create_run
+
+    def stored_then_scheduled(self: Store, *args: object, **kwargs: object) -> int:
+        run_id = real(self, *args, **kwargs)
+        jobs.schedule(db)
+        return run_id
+
+    monkeypatch.setattr(Store, "create_run", stored_then_scheduled)
+    rid = jobs.launch_new(db, fast_config())
+    assert spawned == [rid], "the launch starts the run, once"
+    with Store(db) as s:
+        run = s.get_run(rid)
+    assert run["status"] == "running" and run["heartbeat_at"] is not None
+
+
+def test_a_launch_whose_worker_cannot_start_is_failed_with_the_reason(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_exec(*args: object, **kwargs: object) -> int:
+        raise OSError("no such interpreter")
+
+    monkeypatch.setattr(jobs, "spawn", no_exec)
+    with pytest.raises(OSError):
+        jobs.launch_new(db, fast_config())
+    with Store(db) as s:
+        (run,) = s.list_runs()
+    assert run["status"] == "failed" and "did not start: no such interpreter" in run["error"]
+
+
 def test_detach_respects_max_parallel_and_says_so(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spawned: list[int] = []
     monkeypatch.setattr(jobs, "spawn", lambda path, run_id, gpu=None, threads=None: spawned.append(run_id) or 4242)

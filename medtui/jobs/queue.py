@@ -21,10 +21,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medtui.errors import StoreError, UsageError
 from medtui.jobs.paths import log_path
 from medtui.store.store import Store
+
+if TYPE_CHECKING:
+    from medtui.config import RunConfig
 
 #: A running run whose heartbeat is older than this is considered dead.
 STALE_S = 60.0
@@ -170,18 +174,21 @@ def spawn(db_path: str | Path, run_id: int, gpu: str | None = None, threads: int
 STARTABLE: tuple[str, ...] = ("queued", "failed", "cancelled")
 
 
+def _pick_gpu(store: Store, gpus: list[str]) -> str | None:
+    """The least-used of ``gpus`` by running runs (None on a CPU machine)."""
+    if len(gpus) > 1:
+        busy = [r["gpu"] for r in store.list_runs(status="running") if r["gpu"]]
+        return min(gpus, key=lambda g: (busy.count(g), gpus.index(g)))
+    return gpus[0] if gpus else None
+
+
 def _claim(store: Store, run_id: int, gpus: list[str]) -> tuple[bool, str | None]:
     """Mark a run as starting (status running, no pid yet) if it is startable; pick the least-used GPU.
 
     The check and the claim are one conditional UPDATE: of two launchers, exactly one wins.
     Returns (claimed, gpu).
     """
-    gpu = None
-    if len(gpus) > 1:
-        busy = [r["gpu"] for r in store.list_runs(status="running") if r["gpu"]]
-        gpu = min(gpus, key=lambda g: (busy.count(g), gpus.index(g)))
-    elif gpus:
-        gpu = gpus[0]
+    gpu = _pick_gpu(store, gpus)
     claimed = store.update_run(
         run_id, status="running", pid=None, gpu=gpu, heartbeat_at=time.time(), error=None, cancel_requested=0,
         where=f"status in ({', '.join('?' * len(STARTABLE))})", where_args=STARTABLE,
@@ -200,6 +207,26 @@ def launch(db_path: str | Path, run_id: int) -> int:
     finally:
         store.close()
     return spawn(db_path, run_id, gpu)
+
+
+def launch_new(db_path: str | Path, config: RunConfig) -> int:
+    """Store a new run of a resolved ``config`` and start its worker now; returns the run id.
+
+    The run is stored already claimed (running, no pid yet). Stored as queued and claimed
+    after, a scheduler in between (the app's refresh, a ``medtui queue``) could start it
+    first, and the launch would then fail although the run was running.
+    """
+    gpus = gpu_ids()
+    with Store(db_path) as store:
+        gpu = _pick_gpu(store, gpus)
+        run_id = store.create_run(config, status="running", gpu=gpu, heartbeat_at=time.time())
+    try:
+        spawn(db_path, run_id, gpu)
+    except OSError as e:
+        with Store(db_path) as store:
+            store.update_run(run_id, status="failed", finished_at=time.time(), error=f"the worker did not start: {e}")
+        raise
+    return run_id
 
 
 def enqueue(db_path: str | Path, run_id: int) -> list[int]:

@@ -214,17 +214,17 @@ class NewExperimentScreen(Screen):
     @work(thread=True, exclusive=True, group="new-start")
     def _start(self, db_path: Path, config: RunConfig, queue: bool) -> None:
         """Create the run and launch or queue it (store writes and a process spawn: off the UI thread)."""
-        from medtui.jobs.queue import enqueue, launch
+        from medtui.jobs.queue import enqueue, launch_new
         from medtui.store.store import Store
 
         run_id: int | None = None
         try:
-            with Store(db_path) as store:
-                run_id = store.create_run(config, status="queued")
             if queue:
+                with Store(db_path) as store:
+                    run_id = store.create_run(config, status="queued")
                 started = run_id in enqueue(db_path, run_id)
             else:
-                launch(db_path, run_id)
+                run_id = launch_new(db_path, config)
                 started = True
         except (MedtuiError, OSError) as e:
             stored = f" (run {run_id} was stored but did not start)" if run_id is not None else ""
