@@ -125,7 +125,8 @@ def bare_round(cfg: RunConfig, task: TaskData, device: torch.device) -> float:
     std = torch.tensor(loaded.std, device=device).view(1, 3, 1, 1)
     model.logit_scale.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda")
+    # the same AdamW kernel as medtui's stages (fused on the CPU and CUDA): the ratio measures the loop
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type in ("cuda", "cpu") or None)
     n = len(y_all)
     steps = len(epoch_batches(n, cfg.batch_size, np.random.default_rng(0))) * cfg.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, steps, int(cfg.warmup * steps)))

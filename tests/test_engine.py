@@ -132,3 +132,26 @@ def test_failure_is_reported_and_raised() -> None:
         run_experiment(fast_config(model="ViT-B-16", pretrained="no-such-tag"), sink)
     finished = sink.of(RunFinished)[-1]
     assert finished.status == "failed" and "no-such-tag" in (finished.error or "")
+
+
+def test_the_stage_optimizer_is_fused_adamw_and_steps_like_the_default_kernel() -> None:
+    """The fused kernel (CPU and CUDA) is an implementation of the same AdamW update."""
+    from medtui.engine.train import make_optimizer
+
+    cfg = fast_config()
+    torch.manual_seed(0)
+    a = [torch.nn.Parameter(torch.randn(5, 7)), torch.nn.Parameter(torch.randn(3))]
+    b = [torch.nn.Parameter(p.detach().clone()) for p in a]
+    start = [p.detach().clone() for p in a]
+    fused = make_optimizer(a, cfg, torch.device("cpu"))
+    plain = torch.optim.AdamW(b, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=False)
+    assert fused.defaults["fused"] is True
+    for step in range(3):
+        grads = [torch.randn_like(p) for p in a]
+        for p, q, g in zip(a, b, grads):
+            p.grad, q.grad = g.clone(), g.clone()
+        fused.step()
+        plain.step()
+    for p, q, p0 in zip(a, b, start):
+        assert not torch.allclose(p, p0), "the parameters moved"
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)

@@ -67,6 +67,14 @@ def balanced_positions(task_ids: np.ndarray, rng: np.random.Generator) -> np.nda
     return np.concatenate(out)
 
 
+def make_optimizer(params: list[torch.nn.Parameter], config: RunConfig, device: torch.device) -> torch.optim.AdamW:
+    """A stage's AdamW: the fused kernel on CUDA and on the CPU (one pass over all parameters
+    instead of a dozen element-wise ops per tensor; on the CPU 4x faster than the default
+    for-loop step on ``medtui-tiny``, ``benchmarks/bench_cpu_levers.py``), else the default."""
+    fused = device.type in ("cuda", "cpu") and all(p.dtype.is_floating_point for p in params)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused or None)
+
+
 def cosine_lr(step: int, total: int, warmup: int) -> float:
     """Learning-rate factor: linear warm-up, then cosine decay to zero."""
     if step < warmup:
@@ -138,7 +146,7 @@ def train_stage(
     ctx.emit(StageStarted(stage.index, stage.label, names, total, int(len(task_ids))))
 
     params = model.trainable_parameters()
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=device.type == "cuda")
+    opt = make_optimizer(params, config, device)
     warmup = int(config.warmup * total)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_lr(s, total, warmup))
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and config.amp == "fp16" else None
