@@ -30,6 +30,7 @@ EXPECTED = RunConfig(
     epochs=1,
     max_train=64,
     max_test=32,
+    shots=8,
     device="cpu",
 )
 SIZE = (80, 24)
@@ -132,6 +133,7 @@ async def build_expected(pilot: Pilot) -> NewExperimentScreen:
     await type_field(pilot, "device", "cpu")
     await type_field(pilot, "max_train", "64")
     await type_field(pilot, "max_test", "32")
+    await type_field(pilot, "shots", "8")
     await pilot.pause()
     return screen
 
@@ -152,7 +154,7 @@ async def test_keyboard_builds_the_config(tmp_path: Path) -> None:
         seq = screen.query_one(SequenceList)
         assert [o.id for o in seq.options if o.id] == ["train:synth-cxr-a", "train:synth-derm", "heldout:synth-histo"]
         assert screen.resolved is not None and screen.resolved.lr == 1e-3 and screen.resolved.name
-        assert message(app).startswith("✓")
+        assert message(app).startswith("✓") and "8 shots per class" in message(app)
         assert not screen.query_one("#new-launch", Button).disabled
         # h in the sequence switches a task between trained and held out; x removes it
         await highlight(pilot, "tasks-sequence", "synth-derm")

@@ -134,7 +134,8 @@ class NewExperimentScreen(Screen):
             return
         cfg = self.resolved
         stages = f"{cfg.n_stages} stage{'s' if cfg.n_stages != 1 else ''}"
-        text = Text.assemble(("✓ ", "bold green"), (cfg.name or "", "bold"), f" · {stages} · lr {cfg.lr:g}")
+        shots = f" · {cfg.shots} shots per class" if cfg.shots else ""
+        text = Text.assemble(("✓ ", "bold green"), (cfg.name or "", "bold"), f" · {stages} · lr {cfg.lr:g}{shots}")
         missing = [t for t in cfg.columns if not self.picker.available.get(t, True)]
         if missing:
             text.append(f"\n{MARK_MISSING} not on disk, downloaded when the run starts: {', '.join(missing)}", style="yellow")

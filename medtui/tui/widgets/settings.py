@@ -51,6 +51,7 @@ FIELDS: tuple[Field, ...] = (
     Field("device", "device", "text", "auto, cpu, cuda or cuda:i (→ completes).", "auto"),
     Field("max_train", "max train", "optint", "Cap each task's train split (class-stratified); blank = all.", "all"),
     Field("max_test", "max test", "optint", "Cap each task's test split (class-stratified); blank = all.", "all"),
+    Field("shots", "shots", "int", "Few-shot: K labelled training samples per class per task (seeded; 0 = all)."),
 )
 FIELD_BY_KEY: dict[str, Field] = {f.key: f for f in FIELDS}
 CHOICES: dict[str, tuple[str, ...]] = {
