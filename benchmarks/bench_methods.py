@@ -1,9 +1,11 @@
 """Every continual method on the default synthetic sequence: the accuracy-matrix metrics side by side.
 
-    python benchmarks/bench_methods.py                      # the table in BENCHMARKS.md
+    python benchmarks/bench_methods.py --seeds 3            # the table in BENCHMARKS.md
     python benchmarks/bench_methods.py --max-train 300 --epochs 2 --methods naive,lwf
 
-Two settings, both with the tiny CLIP on the CPU and the same seed for every row:
+Two settings, both with the tiny CLIP on the CPU and the same seeds for every row (``--seeds N``:
+seeds ``--seed`` … ``--seed`` + N − 1, cells mean ± sample sd; the held-out start is trained once,
+at ``--seed``):
 
 - **sequence** — the default five-task sequence from random weights (forgetting, bwt, last, avg);
 - **held-out** — a "pre-trained" start (the tiny CLIP first fine-tuned on ``synth-cxr-a`` by a
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -69,6 +72,16 @@ def fmt(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.1f}"
 
 
+def fmt_cell(xs: list[float | None]) -> str:
+    """One value, or mean ± sample sd over seeds ("—" when the metric does not exist)."""
+    known = [x for x in xs if x is not None]
+    if not known:
+        return "—"
+    if len(known) == 1:
+        return fmt(known[0])
+    return f"{100 * statistics.fmean(known):.1f} ± {100 * statistics.stdev(known):.1f}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--methods", default=",".join(method_names()))
@@ -77,6 +90,7 @@ def main() -> None:
     ap.add_argument("--max-train", type=int, default=None)
     ap.add_argument("--max-test", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, default=1, help="Seeds per row, from --seed on (cells: mean ± sd).")
     ap.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="The sequence (default: the five synthetic tasks).")
     ap.add_argument("--no-heldout", action="store_true", help="Skip the held-out setting (the heldout column stays empty).")
     ap.add_argument("--heldout-model", default="medtui-tiny-vit", help="Model of the held-out setting (default: the tiny ViT).")
@@ -88,7 +102,10 @@ def main() -> None:
                      keep_checkpoints=0)
     import torch
 
-    print(f"torch {torch.__version__}, seed {args.seed}, {args.epochs} epochs, max_train {args.max_train or 'all'}, "
+    if args.seeds < 1:
+        ap.error("--seeds must be >= 1")
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    print(f"torch {torch.__version__}, seed(s) {', '.join(map(str, seeds))}, {args.epochs} epochs, max_train {args.max_train or 'all'}, "
           f"sequence {', '.join(tasks)}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -100,20 +117,24 @@ def main() -> None:
                   f"({time.perf_counter() - t0:.0f} s): {100 * start:.1f}% on its test split at the start", flush=True)
         table = []
         for label, method, buffer in rows(methods, args.buffer):
-            t0 = time.perf_counter()
-            seq = metrics_of(replace(base, tasks=tasks, method=method, buffer_size=buffer))
-            rest = tuple(t for t in DEFAULT_TASKS if t != HELD)
-            held = {"heldout": None} if weights is None else metrics_of(
-                replace(held_base, tasks=rest, heldout=(HELD,), pretrained=str(weights), lr=1e-3, method=method, buffer_size=buffer))
-            values = [seq["last"], seq["avg"], seq["bwt"], seq["forgetting"], seq["transfer"], held["heldout"]]
-            table.append((label, values))
-            print(f"{label:<24} " + " ".join(f"{c} {fmt(v):>5}" for c, v in zip(COLUMNS, values))
-                  + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+            per_seed = []
+            for seed in seeds:
+                t0 = time.perf_counter()
+                seq = metrics_of(replace(base, tasks=tasks, method=method, buffer_size=buffer, seed=seed))
+                rest = tuple(t for t in DEFAULT_TASKS if t != HELD)
+                held = {"heldout": None} if weights is None else metrics_of(replace(
+                    held_base, tasks=rest, heldout=(HELD,), pretrained=str(weights), lr=1e-3, method=method,
+                    buffer_size=buffer, seed=seed))
+                values = [seq["last"], seq["avg"], seq["bwt"], seq["forgetting"], seq["transfer"], held["heldout"]]
+                per_seed.append(values)
+                print(f"{label:<24} seed {seed} " + " ".join(f"{c} {fmt(v):>5}" for c, v in zip(COLUMNS, values))
+                      + f"  ({time.perf_counter() - t0:.0f} s)", flush=True)
+            table.append((label, [list(col) for col in zip(*per_seed)]))
     print()
     print("| method | " + " | ".join(COLUMNS) + " |")
     print("|---|" + "---:|" * len(COLUMNS))
-    for label, values in table:
-        print(f"| {label} | " + " | ".join(fmt(v) for v in values) + " |")
+    for label, columns in table:
+        print(f"| {label} | " + " | ".join(fmt_cell(xs) for xs in columns) + " |")
 
 
 if __name__ == "__main__":
