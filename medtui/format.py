@@ -65,7 +65,24 @@ def fmt_trained(progress: dict[str, Any] | None) -> str | None:
     n_train, n_all = p.get("n_trainable"), p.get("n_params")
     if n_train is None or not n_all:
         return None
-    return f"{n_train:,} of {n_all:,} parameters trained ({100 * n_train / n_all:.2g}%)"
+    return f"{n_train:,} of {n_all:,} parameters trained ({fmt_share(n_train / n_all)})"
+
+
+def fmt_share(x: float) -> str:
+    """A share as a percentage with two significant digits, never rounded to 100 % or 0 % unless exact
+    (``0.85%``, ``12%``, ``>99.9%``, ``100%``)."""
+    if x >= 1:
+        return "100%"
+    if x <= 0:
+        return "0%"
+    pct = 100 * x
+    if pct >= 99.9:
+        return ">99.9%"
+    if pct < 0.01:
+        return "<0.01%"
+    if pct < 10:
+        return f"{pct:.2g}%"
+    return f"{pct:.0f}%" if pct < 99.5 else f"{pct:.1f}%"
 
 
 def config_items(config: dict[str, Any]) -> list[tuple[str, Any]]:

@@ -140,3 +140,11 @@ def test_headless_run_says_what_it_will_do_and_where_the_result_is(db: Path) -> 
     assert re.fullmatch(rf"run {rid} finished in (\d+\.\ds|\d+s|\d+m\d\ds) · stored in {re.escape(str(db.resolve()))}", lines[-2])
     assert lines[-1] == f"next: `medtui show {rid}` for the details, `medtui` for the app (charts, compare)"
     assert "zs = zero-shot" in err and ESC not in err
+
+
+def test_trained_share_never_reads_as_a_rounded_100_or_scientific() -> None:
+    from medtui.format import fmt_share, fmt_trained
+
+    assert fmt_trained({"n_trainable": 8_498_672, "n_params": 8_498_673}) == "8,498,672 of 8,498,673 parameters trained (>99.9%)"
+    assert fmt_trained({"n_trainable": 73_068, "n_params": 8_571_741}).endswith("(0.85%)")
+    assert [fmt_share(x) for x in (1.0, 0.0, 0.5, 0.123, 0.997, 0.0000001)] == ["100%", "0%", "50%", "12%", "99.7%", "<0.01%"]
