@@ -155,3 +155,27 @@ def test_the_stage_optimizer_is_fused_adamw_and_steps_like_the_default_kernel() 
     for p, q, p0 in zip(a, b, start):
         assert not torch.allclose(p, p0), "the parameters moved"
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_the_training_rate_leaves_out_a_stages_slow_first_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first step with one-off costs must not set the rate the ETA is computed from."""
+    import types
+
+    from medtui.engine import train as engine_train
+
+    clock = [0.0]
+    real_forward = engine_train.forward
+    calls = [0]
+
+    def timed_forward(*args: object, **kwargs: object):  # noqa: ANN202
+        calls[0] += 1
+        clock[0] += 0.5 if calls[0] == 1 else 0.01  # the first step of the run is slow, the rest 10 ms
+        return real_forward(*args, **kwargs)
+
+    monkeypatch.setattr(engine_train, "forward", timed_forward)
+    monkeypatch.setattr(engine_train, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    sink = ListSink()
+    run_experiment(fast_config(tasks=("synth-cxr-a",), max_train=128, batch_size=32), sink)
+    first = sink.of(StepLogged)[0]
+    assert first.step == 4  # one epoch of four steps, logged at its end
+    assert first.throughput == pytest.approx(3 * 32 / 0.03)  # steps 2-4: 96 images in 30 ms

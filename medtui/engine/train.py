@@ -190,7 +190,13 @@ def train_stage(
             seen += len(batch.indices)
             last_of_epoch = b_i == len(batches) - 1
             now = time.perf_counter()
-            if last_of_epoch or now - t_log >= LOG_INTERVAL_S:
+            log_now = last_of_epoch or now - t_log >= LOG_INTERVAL_S
+            if step == 1 and not log_now:
+                # a stage's first step carries one-off costs (first kernel calls, allocations, a
+                # new optimizer); left in the first window it made the first ETA of a run twice
+                # too long: the training rate is measured from the second step on
+                seen, t_log = 0, now
+            if log_now:
                 ctx.emit(
                     StepLogged(
                         stage=stage.index,
