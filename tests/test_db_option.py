@@ -174,3 +174,37 @@ def test_another_apps_sqlite_file_is_not_taken_over(tmp_path: Path) -> None:
     before = other.read_bytes()
     one_line_error(runner.invoke(app, ["run", "--queue", *TINY, "--db", str(other)]), "not a medtui store")
     assert other.read_bytes() == before
+
+
+def test_read_only_store_of_an_older_schema_is_read_through_a_migrated_copy(tmp_path: Path) -> None:
+    from medtui.store.db import MIGRATIONS, connect
+
+    old = tmp_path / "old.db"
+    db = connect(old)  # a version-1 store: only the first migration, one finished run
+    for t in list(db.table_names()):
+        db.conn.execute(f"drop table {t}")
+    db.conn.execute("PRAGMA user_version=0")
+    MIGRATIONS[0](db)
+    db.conn.execute("PRAGMA user_version=1")
+    import json
+
+    from medtui.config import RunConfig
+
+    config = json.dumps(RunConfig(tasks=("synth-derm",), paradigm="joint", name="old run").to_dict())
+    db.conn.execute(
+        "insert into runs (id, name, status, paradigm, config, created_at, tasks, heldout, rows, metrics) "
+        "values (7, 'old run', 'finished', 'joint', ?, 1.0, '[\"synth-derm\"]', '[]', '[\"zero-shot\", \"joint\"]', '{\"last\": 0.5}')",
+        [config],
+    )
+    db.conn.execute("insert into evaluations (run_id, row, task, accuracy) values (7, 1, 'synth-derm', 0.5)")
+    db.conn.execute("PRAGMA journal_mode=DELETE")
+    db.close()
+    read_only(old)
+    data = old.read_bytes()
+    r = runner.invoke(app, ["runs", "--json", "--db", str(old)])
+    assert r.exit_code == 0 and "old run" in r.stdout, r.output
+    r = runner.invoke(app, ["show", "7", "--db", str(old)])
+    assert r.exit_code == 0 and "50.0" in r.stdout, r.output
+    one_line_error(runner.invoke(app, ["delete", "7", "--yes", "--db", str(old)]), "read-only")
+    assert old.read_bytes() == data and listing(tmp_path) == ["old.db"]
+    assert sql(old, "PRAGMA user_version") == [(1,)]

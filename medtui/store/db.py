@@ -208,7 +208,7 @@ def connect(path: str | Path, readonly: bool = False, create: bool = True) -> sq
     """Open the store at ``path`` (creating it if ``create``), migrated to the current schema.
 
     ``readonly`` opens it with SQLite's ``mode=ro``: nothing is migrated, switched to WAL or
-    written. A directory, a missing folder, a read-only file opened for writing, a file that is
+    written (a store of an older schema is read through a migrated copy in memory). A directory, a missing folder, a read-only file opened for writing, a file that is
     not a medtui store, or one written by a newer medtui give a one-line StoreError, and
     nothing is created or changed.
     """
@@ -232,8 +232,7 @@ def connect(path: str | Path, readonly: bool = False, create: bool = True) -> sq
         raise StoreError(f"{str(p)!r} is not a medtui store (an SQLite database with other tables)")
     if readonly:
         if version < len(MIGRATIONS):
-            conn.close()
-            raise StoreError(f"store {str(p)!r} (schema {version}) needs an upgrade to schema {len(MIGRATIONS)} but is read-only")
+            conn = _migrated_copy(conn, p, version)
         conn.execute("PRAGMA query_only=ON")
         return sqlite_utils.Database(conn)
     try:
@@ -249,6 +248,24 @@ def connect(path: str | Path, readonly: bool = False, create: bool = True) -> sq
     if version < len(MIGRATIONS):
         _migrate(db, version)
     return db
+
+
+def _migrated_copy(conn: sqlite3.Connection, p: Path, version: int) -> sqlite3.Connection:
+    """An in-memory copy of an older read-only store, migrated to the current schema (the file is untouched).
+
+    Closes ``conn``. Reads see the store as it was when it was opened.
+    """
+    mem = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=True)
+    try:
+        conn.backup(mem)
+    except sqlite3.DatabaseError as e:
+        mem.close()
+        raise StoreError(f"cannot read store {str(p)!r} ({e})") from None
+    finally:
+        conn.close()
+    mem.execute("PRAGMA foreign_keys=ON")
+    _migrate(sqlite_utils.Database(mem), version)
+    return mem
 
 
 @contextlib.contextmanager
