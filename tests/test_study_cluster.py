@@ -199,3 +199,34 @@ def test_submitit_local_study_end_to_end(tmp_path: Path) -> None:
     assert [count(db, "steps", 1), count(db, "events", 1)] == before
     again = runner.invoke(app, ["study", "run", str(f), "--executor", "submitit-local", "--db", str(db)])
     assert again.exit_code == 0 and "0 added, 0 resumed, 2 finished kept" in again.stderr
+
+
+def test_cancel_of_one_cluster_run_cancels_its_job(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    # a job that has not started: its run is cancelled at once and nothing more is ingested
+    main, src, rid = _main_with_remote_run(tmp_path)
+    r = runner.invoke(app, ["cancel", str(rid), "--db", str(main)])
+    assert r.exit_code == 0 and "had not started" in r.stderr, r.output
+    with Store(main) as s:
+        assert s.get_run(rid)["status"] == "cancelled"
+        assert s.db.execute("select done from ingests where run_id = ?", [rid]).fetchone()[0] == 1
+    # a job that runs: it is sent the cancel (SIGTERM for a local job); its own store reports the end
+    job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with Store(main) as s:
+            rid2 = s.create_run(fast_config(), status="queued")
+            src2 = job_store(main, rid2)
+            src2.parent.mkdir(parents=True)
+            with s.db.atomic():
+                register(s, rid2, src2, f"local:{job.pid}")
+        job_writes(src2, rid2, range(2), finish=False)
+        r = runner.invoke(app, ["cancel", str(rid2), "--db", str(main)])
+        assert r.exit_code == 0 and f"cancel sent to cluster job local:{job.pid}" in r.stderr, r.output
+        assert job.wait(10) == -15  # SIGTERM
+        with Store(main) as s:
+            assert s.get_run(rid2)["cancel_requested"] == 0  # the main store's flag is not what stops it
+    finally:
+        if job.poll() is None:
+            job.kill()

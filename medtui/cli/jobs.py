@@ -25,10 +25,15 @@ def cancel(
 ) -> None:
     """Cancel a run: it stops after its current step and keeps its results so far."""
     from medtui.jobs.queue import cancel as cancel_run
+    from medtui.study.cluster import cancel_cluster_run
+    from medtui.study.ingest import pending
 
     with open_store(db, write=True) as store:
         run_id = store.resolve_ref(run_ref)
-    typer.echo(f"run {run_id}: {cancel_run(db_path(db), run_id)}", err=True)
+        remote = next((p for p in pending(store) if p["run_id"] == run_id), None)
+    # a run executing as a cluster job writes its own store: its job is what has to stop
+    done = cancel_run(db_path(db), run_id) if remote is None else cancel_cluster_run(db_path(db), remote)
+    typer.echo(f"run {run_id}: {done}", err=True)
 
 
 @app.command()

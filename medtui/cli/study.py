@@ -280,7 +280,7 @@ def study_cancel(
 ) -> None:
     """Cancel every queued or running run of a study (finished runs are kept)."""
     from medtui.jobs.queue import cancel
-    from medtui.study.cluster import cancel_job
+    from medtui.study.cluster import cancel_cluster_run
     from medtui.study.ingest import pending
     from medtui.study.store import get_study, study_runs
 
@@ -292,15 +292,8 @@ def study_cancel(
         p = remote.get(run_id)
         if p is None:
             cancel(db_path(db), run_id)
-            continue
-        if p["job_id"]:
-            cancel_job(p["job_id"], Path(p["source"]).parent)
-        if not Path(p["source"]).exists():  # the job never started: nothing will report for it
-            import time
-
-            with open_store(db) as store:
-                store.update_run(run_id, status="cancelled", error="cancelled before its job started", finished_at=time.time())
-                store.db.execute("update ingests set done = 1 where run_id = ?", [run_id])
+        else:
+            cancel_cluster_run(db_path(db), p)
     typer.echo(f"study {study['name']!r}: cancel requested for {len(active)} run(s)", err=True)
 
 

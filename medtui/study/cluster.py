@@ -153,6 +153,28 @@ def job_state(job_id: str, folder: Path) -> str | None:
     return None
 
 
+def cancel_cluster_run(db_path: str | Path, pending_run: dict[str, Any]) -> str:
+    """Cancel a run that executes as a cluster job (a row of :func:`medtui.study.ingest.pending`); returns what was done.
+
+    Its job is cancelled (the run stops after its current step, and its own store, ingested as
+    usual, says so). A job that has not started yet never will report: its run is marked
+    cancelled here and nothing more is ingested for it.
+    """
+    import time
+
+    from medtui.store.store import Store
+
+    run_id, source, job_id = pending_run["run_id"], Path(pending_run["source"]), pending_run["job_id"]
+    if job_id:
+        cancel_job(job_id, source.parent)
+    if not source.exists():
+        with Store(db_path) as store, store.write():
+            store.update_run(run_id, status="cancelled", error="cancelled before its job started", finished_at=time.time())
+            store.db.execute("update ingests set done = 1 where run_id = ?", [run_id])
+        return f"cancelled (its cluster job {job_id or '(not submitted)'} had not started)"
+    return f"cancel sent to cluster job {job_id}: the run stops after its current step and is ingested as cancelled"
+
+
 def cancel_job(job_id: str, folder: Path) -> None:
     """Cancel a job (``scancel`` through submitit; SIGTERM for a local one): the run stops after its current step."""
     kind, _, jid = job_id.partition(":")
