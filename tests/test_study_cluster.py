@@ -181,9 +181,10 @@ def test_submitit_local_study_end_to_end(tmp_path: Path) -> None:
     f = tmp_path / "s.toml"
     f.write_text(STUDY)
     db = tmp_path / "m.db"
-    r = runner.invoke(app, ["study", "run", str(f), "--executor", "submitit-local", "--headless", "--json", "--db", str(db)])
+    r = runner.invoke(app, ["study", "run", str(f), "--executor", "submitit-local", "--max-parallel", "1", "--headless", "--json", "--db", str(db)])
     assert r.exit_code == 0, r.output
     assert "submitted 2 job(s) through submitit-local" in r.stderr
+    assert "--max-parallel limits the local queue" in r.stderr  # said, not silently ignored
     out = json.loads(r.stdout)
     assert [c["n"] for c in out["cells"]] == [1, 1]
     for rid in (1, 2):

@@ -116,6 +116,10 @@ def study_run(
         if max_parallel is not None:
             store.set_setting("max_parallel", str(max_parallel))
     if remote:
+        if max_parallel is not None:
+            typer.echo(f"note: --max-parallel limits the local queue; the {opts.executor} jobs start as "
+                       f"{'the cluster schedules them' if opts.executor == 'slurm' else 'submitit starts them (all at once)'}",
+                       err=True)
         _submit_jobs(path, sub.added + sub.resumed, opts)
     schedule(path)
     typer.echo(
