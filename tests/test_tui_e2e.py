@@ -29,11 +29,17 @@ CONFIG = RunConfig(
 )
 
 
-async def until(cond: Callable[[], bool], what: str, timeout: float = 150.0) -> None:
+async def until(cond: Callable[[], bool], what: str, timeout: float = 150.0, app=None) -> None:  # noqa: ANN001
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            seen = ""
+            if app is not None:  # what the app shows instead: its screen, the form's verdict, its notices
+                screen = app.screen
+                seen = (f"; screen {type(screen).__name__}, error {getattr(screen, 'error', None)!r}, "
+                        f"starting {getattr(screen, 'starting', None)!r}, "
+                        f"notices {[n.message for n in app._notifications]!r}")
+            raise AssertionError(f"timed out waiting for {what}{seen}")
         await asyncio.sleep(0.1)
 
 
@@ -41,7 +47,7 @@ async def launch_and_watch(app, pilot, config: RunConfig, db: Path) -> int:  # n
     app.open_new(config)
     await until(lambda: isinstance(app.screen, NewExperimentScreen) and app.screen.resolved is not None, "a valid form")
     await pilot.press("f5")
-    await until(lambda: isinstance(app.screen, RunDetailScreen), "the run's detail screen")
+    await until(lambda: isinstance(app.screen, RunDetailScreen), "the run's detail screen", app=app)
     screen = app.screen
     run_id = screen.run_id
 
