@@ -304,6 +304,8 @@ def resolve(config: RunConfig) -> RunConfig:
         raise ConfigError(f"unknown tuning mode {config.tune!r}: choose one of {', '.join(TUNE_MODES)}")
     if config.amp not in AMP_MODES:
         raise ConfigError(f"unknown amp mode {config.amp!r}: choose one of {', '.join(AMP_MODES)}")
+    if config.amp == "fp16" and config.device == "cpu":
+        raise ConfigError("amp fp16 needs a CUDA device (on the CPU use amp bf16 or off)")
     if not config.tasks:
         raise ConfigError("no tasks given: name at least one task to train on")
     for group, names in (("tasks", config.tasks), ("heldout", config.heldout)):

@@ -179,3 +179,46 @@ def test_the_training_rate_leaves_out_a_stages_slow_first_step(monkeypatch: pyte
     first = sink.of(StepLogged)[0]
     assert first.step == 4  # one epoch of four steps, logged at its end
     assert first.throughput == pytest.approx(3 * 32 / 0.03)  # steps 2-4: 96 images in 30 ms
+
+
+def _autocast_seen(monkeypatch: pytest.MonkeyPatch) -> set[tuple[str, bool]]:
+    """Record, for every image-tower pass, whether the model was training and CPU autocast was on."""
+    from medtui.models.classifier import ClipClassifier
+
+    seen: set[tuple[str, bool]] = set()
+    encode = ClipClassifier.encode_images
+
+    def spy(self: ClipClassifier, x: torch.Tensor) -> torch.Tensor:
+        phase = "eval" if not self.training else ("train" if torch.is_grad_enabled() else "norm pass")
+        seen.add((phase, torch.is_autocast_enabled("cpu")))
+        return encode(self, x)
+
+    monkeypatch.setattr(ClipClassifier, "encode_images", spy)
+    return seen
+
+
+def test_amp_bf16_runs_training_the_norm_pass_and_evaluation_under_cpu_autocast(monkeypatch: pytest.MonkeyPatch) -> None:
+    from medtui.engine.train import cpu_has_native_bf16
+    from medtui.events import LogLine
+
+    seen = _autocast_seen(monkeypatch)
+    sink, m = run(amp="bf16")
+    assert seen == {("train", True), ("norm pass", True), ("eval", True)}
+    assert sink.of(RunFinished)[-1].status == "finished"
+    assert all(v is not None and 0.0 <= v <= 1.0 for r in m for v in r)
+    notes = [e for e in sink.of(LogLine) if "bf16 autocast on the CPU" in e.message]
+    assert len(notes) == 1 and (notes[0].level == "info") == cpu_has_native_bf16()
+
+
+def test_amp_auto_keeps_cpu_runs_in_full_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = _autocast_seen(monkeypatch)
+    run()
+    assert seen == {("train", False), ("norm pass", False), ("eval", False)}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine where device auto is the CPU")
+def test_amp_fp16_on_a_cpu_run_fails_with_one_line() -> None:
+    from medtui.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="amp fp16 needs a CUDA device"):
+        run(amp="fp16", device="auto")

@@ -30,6 +30,8 @@ BAD_FLAGS: list[tuple[list[str], str]] = [
     (["--seed", "99999999999999999999"], "seed must be in"),
     (["--name", "3"], "all digits"),
     (["--name", "007"], "all digits"),
+    (["--amp", "fp16"], "amp fp16 needs a CUDA device"),
+    (["--amp", "fp32"], "unknown amp mode 'fp32'"),
 ]
 BAD_TOML: list[tuple[str, str]] = [
     ("weight_decay = inf", "weight decay must be a finite number"),

@@ -125,7 +125,8 @@ def show(
         f"{cfg['paradigm']} · {_protocol_extra(cfg)} · {cfg['model']} ({detail['weights'] or cfg['pretrained'] or 'random'}) · "
         f"tune {cfg['tune']} · {cfg['epochs']} epochs · bs {cfg['batch_size']} · lr {cfg['lr']} · seed {cfg['seed']}"
         + (f" · {cfg['shots']} shots" if cfg.get("shots") else "")
-        + f" · {detail['device'] or cfg['device']}",
+        + f" · {detail['device'] or cfg['device']}"
+        + (f" · amp {cfg['amp']}" if cfg.get("amp", "auto") != "auto" else ""),
         markup=False,
     )
     if detail["status"] == "running":

@@ -44,7 +44,8 @@ def plan_intro(run_id: int, config: dict[str, Any]) -> str:
     parts = [
         f"run {run_id}:{method}, {_n(n, 'stage')} of {_n(cfg.epochs, 'epoch')} (batch {cfg.batch_size})",
         "tasks " + " → ".join(cfg.tasks) + (f" · held out {', '.join(cfg.heldout)}" if cfg.heldout else ""),
-        f"model {cfg.model} ({cfg.pretrained or 'random init'}) · tune {cfg.tune} · device {cfg.device}",
+        f"model {cfg.model} ({cfg.pretrained or 'random init'}) · tune {cfg.tune} · device {cfg.device}"
+        + (f" · amp {cfg.amp}" if cfg.amp != "auto" else ""),
     ]
     return "\n".join(parts)
 

@@ -91,6 +91,9 @@ def run(
     deterministic: Optional[bool] = typer.Option(
         None, "--deterministic/--fast-kernels", help="Deterministic GPU kernels (exact resumes on GPU; slower)."
     ),
+    amp: Optional[str] = typer.Option(
+        None, "--amp", help="Mixed precision: auto (bf16 on CUDA, off on the CPU) | bf16 (CUDA, or a CPU with bf16 instructions) | fp16 (CUDA) | off."
+    ),
     shots: Optional[int] = typer.Option(None, "--shots", help="K labelled training samples per class per task (seeded; 0 = all)."),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Where MedMNIST .npz files live (default: $MEDTUI_DATA_DIR or a cache dir)."),
     headless: bool = typer.Option(False, "--headless", help="Run in the foreground, without the app."),
@@ -111,7 +114,7 @@ def run(
         dict(
             tasks=tasks, heldout=heldout, paradigm=paradigm, method=method, opts=opt, joint_sampling=joint_sampling, buffer_size=buffer_size, model=model, pretrained=pretrained,
             tune=tune, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, name=name,
-            max_train=max_train, max_test=max_test, eval_every=eval_every, deterministic=deterministic, shots=shots, data_dir=data_dir,
+            max_train=max_train, max_test=max_test, eval_every=eval_every, deterministic=deterministic, amp=amp, shots=shots, data_dir=data_dir,
             lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets,
         ),
         tasks_file,

@@ -26,7 +26,7 @@ from medtui.data.registry import TaskRegistry
 from medtui.engine.evaluate import evaluate_row
 from medtui.engine.frozen import FrozenModels
 from medtui.engine.tensors import TaskTensors, device_data_budget, to_task_tensors
-from medtui.engine.train import recalibrate_norm_stats, train_stage
+from medtui.engine.train import amp_dtype, cpu_has_native_bf16, recalibrate_norm_stats, train_stage
 from medtui.eta import make_plan
 from medtui.format import fmt_duration
 from medtui.errors import ConfigError, MedtuiError, RunCancelled
@@ -73,6 +73,16 @@ def pick_device(spec: str, deterministic: bool = False) -> torch.device:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True, warn_only=True)
     return dev
+
+
+def note_precision(amp: str, device: torch.device, emit: Callable[[Event], None]) -> None:
+    """Refuse fp16 off CUDA; say in the log when the CPU trains under bf16 autocast (and when that is emulated)."""
+    if amp == "fp16" and device.type != "cuda":
+        raise ConfigError(f"amp fp16 needs a CUDA device, this run is on {device.type} (use amp bf16 or off)")
+    if amp_dtype(device, amp) == torch.bfloat16 and device.type == "cpu":
+        native = cpu_has_native_bf16()
+        emit(LogLine("info" if native else "warning", "bf16 autocast on the CPU" + (
+            "" if native else ": this processor has no bf16 instructions, so it is emulated and slower than amp off")))
 
 
 def eval_columns(tensors: list[TaskTensors], trained: tuple[str, ...], row: int, n_rows: int, every: int) -> list[TaskTensors]:
@@ -180,6 +190,7 @@ def _run(
     should_stop: Callable[[], bool],
 ) -> None:
     device = pick_device(config.device, config.deterministic)
+    note_precision(config.amp, device, emit)
     seed_everything(config.seed)
     datas = load_tasks(config, emit)
 

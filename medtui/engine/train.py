@@ -29,12 +29,36 @@ from medtui.paradigms.rehearsal import Batch, Rehearsal
 LOG_INTERVAL_S = 1.0
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX-512 BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        fn = getattr(torch.cpu, probe, None)
+        if fn is not None and fn():
+            return True
+    return False
+
+
+def amp_dtype(device: torch.device, amp: str) -> torch.dtype | None:
+    """The autocast dtype of ``amp`` on ``device``, or None for full precision.
+
+    CUDA: ``auto`` and ``bf16`` → bf16, ``fp16`` → fp16. CPU: ``bf16`` only (asked for by name;
+    ``auto`` stays full precision there, so CPU runs are exact unless told otherwise).
+    """
+    if amp == "off":
+        return None
+    if device.type == "cuda":
+        return torch.float16 if amp == "fp16" else torch.bfloat16
+    if device.type == "cpu" and amp == "bf16":
+        return torch.bfloat16
+    return None
+
+
 def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """Mixed precision on CUDA (bf16 by default); full precision elsewhere or when ``amp='off'``."""
-    if device.type != "cuda" or amp == "off":
+    """Mixed precision where :func:`amp_dtype` gives a dtype (bf16 on CUDA by default); full precision elsewhere."""
+    dtype = amp_dtype(device, amp)
+    if dtype is None:
         return contextlib.nullcontext()
-    dtype = torch.float16 if amp == "fp16" else torch.bfloat16
-    return torch.autocast(device_type="cuda", dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def epoch_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
