@@ -57,14 +57,19 @@ def test_a_scheduler_between_storing_and_starting_a_launch_does_not_take_it(db: 
     monkeypatch.setattr(jobs, "spawn", lambda path, run_id, gpu=None, threads=None: spawned.append(run_id) or 4242)
     real = Store.create_run
 
+    schedulers: list[threading.Thread] = []
+
     def stored_then_scheduled(self: Store, *args: object, **kwargs: object) -> int:
         run_id = real(self, *args, **kwargs)
-        jobs.schedule(db)
+        schedulers.append(threading.Thread(target=jobs.schedule, args=(db,)))  # another process's scheduler, now
+        schedulers[-1].start()
         return run_id
 
     monkeypatch.setattr(Store, "create_run", stored_then_scheduled)
-    rid = jobs.launch_new(db, fast_config())
-    assert spawned == [rid], "the launch starts the run, once"
+    rid, started = jobs.launch_new(db, fast_config())
+    schedulers[0].join(timeout=60)
+    assert not schedulers[0].is_alive()
+    assert started and spawned == [rid], "the launch starts the run, once"
     with Store(db) as s:
         run = s.get_run(rid)
     assert run["status"] == "running" and run["heartbeat_at"] is not None
@@ -95,6 +100,20 @@ def test_detach_respects_max_parallel_and_says_so(db: Path, monkeypatch: pytest.
     assert "queued: 1 running, at most 1 at once" in second.stderr
     with Store(db) as s:
         assert s.get_run(b)["status"] == "queued"
+
+
+def test_an_app_launch_respects_max_parallel_too(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spawned: list[int] = []
+    monkeypatch.setattr(jobs, "spawn", lambda path, run_id, gpu=None, threads=None: spawned.append(run_id) or 4242)
+    with Store(db) as s:
+        s.set_setting("max_parallel", "1")
+    first, started_first = jobs.launch_new(db, fast_config())
+    second, started_second = jobs.launch_new(db, fast_config())
+    assert (started_first, started_second) == (True, False) and spawned == [first]
+    with Store(db) as s:
+        assert s.get_run(second)["status"] == "queued"
+        s.update_run(first, status="finished", finished_at=time.time())
+    assert jobs.schedule(db) == [second], "the queued launch starts when the slot frees"
 
 
 def test_pid_is_recorded_at_spawn(db: Path) -> None:

@@ -209,24 +209,36 @@ def launch(db_path: str | Path, run_id: int) -> int:
     return spawn(db_path, run_id, gpu)
 
 
-def launch_new(db_path: str | Path, config: RunConfig) -> int:
-    """Store a new run of a resolved ``config`` and start its worker now; returns the run id.
+def launch_new(db_path: str | Path, config: RunConfig) -> tuple[int, bool]:
+    """Store a new run of a resolved ``config`` and start its worker now if ``max_parallel`` leaves
+    a slot, else leave it queued (it starts when a slot frees); returns (run id, started).
 
-    The run is stored already claimed (running, no pid yet). Stored as queued and claimed
-    after, a scheduler in between (the app's refresh, a ``medtui queue``) could start it
-    first, and the launch would then fail although the run was running.
+    Counting the running runs and storing the new one (already claimed when it starts: running,
+    no pid yet) are one write transaction, so neither a scheduler (the app's refresh, a
+    ``medtui queue``) nor another launch can come in between: the run is never started twice,
+    and two launches never both take the last slot.
     """
     gpus = gpu_ids()
     with Store(db_path) as store:
-        gpu = _pick_gpu(store, gpus)
-        run_id = store.create_run(config, status="running", gpu=gpu, heartbeat_at=time.time())
+        reconcile(store)
+        limit = max_parallel(store)
+        with store.write():
+            running = store.db.execute("select count(*) from runs where status = 'running'").fetchone()[0]
+            start = running < limit
+            if start:
+                gpu = _pick_gpu(store, gpus)
+                run_id = store.create_run(config, status="running", gpu=gpu, heartbeat_at=time.time())
+            else:
+                run_id = store.create_run(config, status="queued")
+    if not start:
+        return run_id, False
     try:
         spawn(db_path, run_id, gpu)
     except OSError as e:
         with Store(db_path) as store:
             store.update_run(run_id, status="failed", finished_at=time.time(), error=f"the worker did not start: {e}")
         raise
-    return run_id
+    return run_id, True
 
 
 def enqueue(db_path: str | Path, run_id: int) -> list[int]:

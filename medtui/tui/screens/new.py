@@ -194,7 +194,7 @@ class NewExperimentScreen(Screen):
 
     # -- launch, queue ------------------------------------------------------------------------
     def action_launch(self) -> None:
-        """Store the run and start its worker now, then watch it."""
+        """Store the run and start its worker now (queued instead when max_parallel runs are running), then watch it."""
         self._submit(queue=False)
 
     def action_queue(self) -> None:
@@ -225,8 +225,7 @@ class NewExperimentScreen(Screen):
                     run_id = store.create_run(config, status="queued")
                 started = run_id in enqueue(db_path, run_id)
             else:
-                run_id = launch_new(db_path, config)
-                started = True
+                run_id, started = launch_new(db_path, config)
         except (MedtuiError, OSError) as e:
             stored = f" (run {run_id} was stored but did not start)" if run_id is not None else ""
             self.post_message(FormFailed(f"cannot {'queue' if queue else 'launch'} the run: {e}{stored}"))
@@ -241,6 +240,8 @@ class NewExperimentScreen(Screen):
             state = "started" if message.started else "queued; it starts when a slot is free"
             self.notify(f"run {message.run_id} {state}")
             return
+        if not message.started:  # launched while max_parallel runs were running: it waits its turn
+            self.notify(f"run {message.run_id} queued: max_parallel runs are running; it starts when a slot frees")
         if self.is_current:
             self.app.pop_screen()
         self.app.open_run(message.run_id)
