@@ -1,16 +1,19 @@
-"""CPU levers of the training step, A/B in one process: channels-last convolutions and the AdamW kernel.
+"""CPU levers of the training step, A/B in one process: channels-last convolutions, the AdamW kernel, bf16 autocast.
 
     python benchmarks/bench_cpu_levers.py [--steps 40] [--model medtui-tiny]
 
 Six copies of the same model (seed 0) train side by side on the same batches, one step of
 each in turn, so a busy machine slows all alike: contiguous or channels-last layout, and AdamW
 as a for-loop over the tensors (the CPU default), ``foreach`` or ``fused`` (what medtui uses).
+A seventh copy is medtui's step under ``--amp bf16`` (channels-last, fused, the forward pass
+under CPU bf16 autocast), which pays off on processors with bf16 instructions.
 The best step time of each is printed (the least disturbed one), with its optimizer share.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 
 import numpy as np
@@ -35,9 +38,10 @@ def main() -> None:
     data = generate(spec, n_train=10 * args.batch_size, n_val=2, n_test=2)
     x_all = torch.from_numpy(data.splits["train"].images).permute(0, 3, 1, 2).contiguous()
     y_all = torch.from_numpy(data.splits["train"].labels.astype(np.int64))
-    variants = [(cl, kernel) for cl in (False, True) for kernel in ("for-loop", "foreach", "fused")]
+    variants = [(cl, kernel, False) for cl in (False, True) for kernel in ("for-loop", "foreach", "fused")]
+    variants.append((True, "fused", True))
     runs = []
-    for cl, kernel in variants:
+    for cl, kernel, _ in variants:
         torch.manual_seed(0)
         m = ClipClassifier(load_clip(args.model, None, "cpu"), [spec], "full")
         m.channels_last = cl  # the layout prepare() hands the tower
@@ -52,7 +56,9 @@ def main() -> None:
         sl = slice((s % 10) * b, (s % 10 + 1) * b)
         for v, (m, opt) in zip(variants, runs):
             t0 = time.perf_counter()
-            loss = F.cross_entropy(m.logits(m.encode_images(m.prepare(x_all[sl])), spec.name), y_all[sl])
+            with torch.autocast("cpu", dtype=torch.bfloat16) if v[2] else contextlib.nullcontext():
+                logits = m.logits(m.encode_images(m.prepare(x_all[sl])), spec.name)
+            loss = F.cross_entropy(logits.float(), y_all[sl])
             opt.zero_grad()
             loss.backward()
             t1 = time.perf_counter()
@@ -60,11 +66,11 @@ def main() -> None:
             t2 = time.perf_counter()
             if s >= 3 and t2 - t0 < best[v][0]:
                 best[v] = (t2 - t0, t2 - t1)
-    base = best[(False, "for-loop")][0]
+    base = best[(False, "for-loop", False)][0]
     print(f"{args.model}, batch {b}, {args.threads} thread(s), best of {args.steps} interleaved steps")
     for v in variants:
         step, opt_s = best[v]
-        print(f"channels_last={str(v[0]):<5} adamw={v[1]:<8} {1000 * step:7.1f} ms/step "
+        print(f"channels_last={str(v[0]):<5} adamw={v[1]:<8} amp={'bf16' if v[2] else 'off ':<4} {1000 * step:7.1f} ms/step "
               f"(optimizer {1000 * opt_s:5.1f} ms)  ratio to plain {step / base:.2f}")
 
 

@@ -3,6 +3,8 @@
     pip install -e ".[peers]"              # avalanche-lib (not needed by medtui or its tests)
     python benchmarks/bench_vs_avalanche.py                 # 3 seeds; MedMNIST pair when its files are found
     python benchmarks/bench_vs_avalanche.py --seeds 1 --no-medmnist
+    python benchmarks/bench_vs_avalanche.py --medtui-amp auto      # medtui in full precision
+    python benchmarks/bench_vs_avalanche.py --avalanche-amp bf16 --avalanche-adamw fused   # both levers lent
 
 The same work through both: the same open_clip model (``medtui-tiny`` from random weights)
 and text-tower classifier (medtui's ``ClipClassifier``, wrapped as an Avalanche
@@ -26,7 +28,11 @@ transforms (the wrapper converts whole batches), no loggers, class embeddings ca
 evaluation pass. The AdamW kernel is each tool's own: medtui steps with the fused kernel, and
 Avalanche with ``torch.optim.AdamW(params, lr)`` as its examples make it (on the CPU the
 for-loop over the tensors); ``--avalanche-adamw fused`` gives Avalanche the fused kernel too,
-which separates what the kernel buys from what the loop does.
+which separates what the kernel buys from what the loop does. Precision likewise: on a CPU
+with bf16 instructions medtui runs as ``medtui run --amp bf16`` (training, the batch-norm pass
+and evaluation under CPU bf16 autocast; ``--medtui-amp auto`` for its full-precision default),
+and Avalanche in full precision, as its supervised strategies train (they have no mixed
+precision); ``--avalanche-amp bf16`` lends it medtui's autocast to separate that lever too.
 
 Accuracy agreement: each tool runs every seed; the mean ``last`` of the two tools agree
 when their difference is within two standard errors of the seed spread
@@ -55,7 +61,7 @@ import torch
 from medtui.config import RunConfig, resolve
 from medtui.data.registry import TaskRegistry
 from medtui.engine import run as engine_run
-from medtui.engine.train import cosine_lr, epoch_batches
+from medtui.engine.train import cosine_lr, cpu_has_native_bf16, epoch_batches
 from medtui.events import MultiSink, TaskEvaluated
 from medtui.metrics import compute_metrics
 from medtui.models.classifier import ClipClassifier
@@ -157,13 +163,18 @@ def run_medtui(cfg: RunConfig, db: Path, n_train: list[int]) -> Result:
 
 
 # --------------------------------------------------------------------------------- Avalanche
-def run_avalanche(cfg: RunConfig, setup: str = "tuned", adamw: str = "default") -> Result:
+def run_avalanche(cfg: RunConfig, setup: str = "tuned", adamw: str = "default", amp: str = "off") -> Result:
     """The same run written as an Avalanche user would (Naive, or Naive + ReplayPlugin).
 
     ``tuned``: uint8 tensors, whole-batch preprocessing in the model, experience accuracy only,
     no logger. ``documented``: the setup of Avalanche's examples: a per-sample transform in the
     dataset, the default evaluator's accuracy and loss metrics and a text logger (to a null stream).
+    ``amp="bf16"``: the model's forward passes (training, the batch-norm pass, evaluation) under
+    CPU bf16 autocast, as ``medtui run --amp bf16`` has them; Avalanche's supervised strategies
+    have no mixed precision of their own, so this is medtui's lever lent to it.
     """
+    import contextlib
+
     from avalanche.benchmarks.scenarios.dataset_scenario import benchmark_from_datasets
     from avalanche.benchmarks.scenarios.task_aware import task_incremental_benchmark
     from avalanche.benchmarks.utils import as_classification_dataset
@@ -173,6 +184,9 @@ def run_avalanche(cfg: RunConfig, setup: str = "tuned", adamw: str = "default") 
     from avalanche.models import MultiTaskModule
     from avalanche.training import Naive
     from avalanche.training.plugins import EvaluationPlugin, LRSchedulerPlugin, ReplayPlugin, SupervisedPlugin
+
+    def precision() -> contextlib.AbstractContextManager:
+        return torch.autocast("cpu", dtype=torch.bfloat16) if amp == "bf16" else contextlib.nullcontext()
 
     class ClipTasks(MultiTaskModule):
         """medtui's classifier for Avalanche: uint8 batches in, each sample scored over its task's classes."""
@@ -197,6 +211,10 @@ def run_avalanche(cfg: RunConfig, setup: str = "tuned", adamw: str = "default") 
         def forward(self, x: torch.Tensor, task_labels: torch.Tensor | int) -> torch.Tensor:
             if self.training and torch.is_grad_enabled():
                 self.processed += x.shape[0]
+            with precision():
+                return self._forward(x, task_labels).float()
+
+        def _forward(self, x: torch.Tensor, task_labels: torch.Tensor | int) -> torch.Tensor:
             feats = self.clf.encode_images(self.clf.prepare(x) if x.dtype == torch.uint8 else x)
             tl = torch.full((x.shape[0],), task_labels) if isinstance(task_labels, int) else task_labels
             tasks = [self.names[int(t)] for t in torch.unique(tl).tolist()]
@@ -228,7 +246,7 @@ def run_avalanche(cfg: RunConfig, setup: str = "tuned", adamw: str = "default") 
                 m.reset_running_stats()
                 m.momentum = None
             strategy.model.train()
-            with torch.no_grad():
+            with torch.no_grad(), precision():
                 for mb in strategy.dataloader:
                     x = mb[0].to(strategy.device)
                     strategy.model.clf.encode_images(strategy.model.clf.prepare(x) if x.dtype == torch.uint8 else x)
@@ -401,15 +419,23 @@ def main() -> None:
     ap.add_argument("--avalanche-adamw", choices=("default", "fused"), default="default",
                     help="default: torch.optim.AdamW(params, lr) as Avalanche's examples make it (on the CPU the "
                          "for-loop kernel); fused: the fused kernel medtui uses, to separate kernel and loop")
+    native = cpu_has_native_bf16()
+    ap.add_argument("--medtui-amp", choices=("auto", "bf16"), default="bf16" if native else "auto",
+                    help="medtui's precision: bf16 = `medtui run --amp bf16` (the default on a CPU with bf16 "
+                         "instructions), auto = its default (full precision on the CPU)")
+    ap.add_argument("--avalanche-amp", choices=("off", "bf16"), default="off",
+                    help="off: full precision, as Avalanche's strategies train; bf16: medtui's CPU autocast lent to "
+                         "Avalanche's model, to separate what the precision buys from what the loop does")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("MEDTUI_THREADS", "1")),
                     help="CPU threads for both tools (default $MEDTUI_THREADS or 1: fair on a shared machine)")
     args = ap.parse_args()
+    warnings.filterwarnings("ignore")
+    warnings.showwarning = lambda *a, **k: None  # Avalanche's deprecation notices re-enable themselves per call
     try:
         import avalanche
     except ImportError:
         print('Avalanche is not installed: pip install -e ".[peers]"', file=sys.stderr)
         raise SystemExit(2)
-    warnings.filterwarnings("ignore")
     os.environ["MEDTUI_THREADS"] = str(args.threads)
     engine_run.pick_device("cpu")  # applies $MEDTUI_THREADS like a run would, for both tools
     data_dir = find_data_dir(args.data_dir)
@@ -422,19 +448,22 @@ def main() -> None:
             print("MedMNIST pair not found (pass --data-dir): synthetic tasks only")
     print(f"torch {torch.__version__}, avalanche {avalanche.__version__} ({args.avalanche_setup} setup), "
           f"{torch.get_num_threads()} CPU thread(s); model medtui-tiny (random init), tune full; "
-          f"AdamW kernel: medtui fused, avalanche {'fused' if args.avalanche_adamw == 'fused' else 'default (for-loop)'}")
+          f"AdamW kernel: medtui fused, avalanche {'fused' if args.avalanche_adamw == 'fused' else 'default (for-loop)'}; "
+          f"precision: medtui {'bf16 autocast' if args.medtui_amp == 'bf16' else 'full (amp auto)'}, "
+          f"avalanche {'bf16 autocast' if args.avalanche_amp == 'bf16' else 'full'} "
+          f"(CPU bf16 instructions: {'yes' if native else 'no'})")
     grand = [0.0, 0.0, 0.0, 0.0]
     verdicts = []
     with tempfile.TemporaryDirectory() as tmp:
         # warm-up (first-call allocations, lazy imports, tokenizer), not timed
         warm = resolve(RunConfig(tasks=SYNTHETIC[:1], epochs=1, batch_size=args.batch_size, device="cpu", max_train=64,
-                                 max_test=32, keep_checkpoints=0, buffer_size=16))
+                                 max_test=32, keep_checkpoints=0, buffer_size=16, amp=args.medtui_amp))
         run_medtui(warm, Path(tmp) / "warm.db", [64])
-        run_avalanche(warm)
+        run_avalanche(warm, args.avalanche_setup, args.avalanche_adamw, args.avalanche_amp)
         for seq_name, tasks in sequences:
             base = resolve(RunConfig(tasks=tasks, epochs=args.epochs, batch_size=args.batch_size, device="cpu",
                                      max_train=args.max_train, max_test=args.max_test, data_dir=data_dir,
-                                     keep_checkpoints=0))
+                                     keep_checkpoints=0, amp=args.medtui_amp))
             n_train = [len(reg.load(t, max_train=base.max_train, seed=base.seed).splits["train"]) for t in tasks]
             for strat, buf in (("naive", 0), ("replay", args.buffer_size)):
                 ours: list[Result] = []
@@ -447,7 +476,7 @@ def main() -> None:
                             r = run_medtui(cfg, Path(tmp) / "bench.db", n_train)
                             ours.append(r)
                         else:
-                            r = run_avalanche(cfg, args.avalanche_setup, args.avalanche_adamw)
+                            r = run_avalanche(cfg, args.avalanche_setup, args.avalanche_adamw, args.avalanche_amp)
                             theirs.append(r)
                         r.metrics = compute_metrics(r.matrix.tolist(), "continual", len(tasks))
                     print(f"  [{seq_name} {strat} seed {seed}] medtui {ours[-1].total:.1f} s, "
