@@ -265,3 +265,51 @@ def test_stored_spec_from_before_a_new_config_key_is_the_same_study(db: Path) ->
     assert same_spec(stored, spec)
     stored["seeds"] = [9]
     assert not same_spec(stored, spec)
+
+
+def test_a_study_typed_into_the_app_is_the_study_file_says_the_same() -> None:
+    from medtui.config import RunConfig
+    from medtui.study.spec import study_from_form
+
+    base = RunConfig(tasks=("synth-cxr-a", "synth-derm"), epochs=1, max_train=64, device="cpu")
+    typed = study_from_form(base, " sweep ", "0, 1, 2", "# what varies\nbuffer_size = 0, 20\n\nmethod = [\"naive\", \"lwf\"]\n", "2")
+    text = """
+tasks = ["synth-cxr-a", "synth-derm"]
+epochs = 1
+max_train = 64
+device = "cpu"
+[study]
+name = "sweep"
+seeds = [0, 1, 2]
+[study.grid]
+buffer_size = [0, 20]
+method = ["naive", "lwf"]
+[study.orders]
+count = 2
+"""
+    from_file = parse_study(tomllib.loads(text))
+    assert typed.canonical() == from_file.canonical()
+    assert len(expand(typed).runs) == 2 * 2 * 3 * 2
+
+
+@pytest.mark.parametrize(
+    "name, seeds, grid, orders, needle",
+    [
+        ("", "0", "", "1", "give the study a name"),
+        ("s", "0, x", "", "1", "seeds must be whole numbers"),
+        ("s", "0", "buffer_size 0, 20", "1", "grid line 1 'buffer_size 0, 20': expected KEY = v1, v2"),
+        ("s", "0", "bufer_size = 1", "1", "did you mean buffer_size"),
+        ("s", "0", "buffer_size = 0,,20", "1", "empty value"),
+        ("s", "0", "buffer_size = 1\nbuffer_size = 2", "1", "given twice"),
+        ("s", "0", "buffer_size = -5", "1", "buffer size must be >= 0"),
+        ("s", "0", "paradigm = [joint", "1", "not a TOML array"),
+        ("s", "0", "", "two", "task orders must be a whole number"),
+    ],
+)
+def test_a_study_typed_into_the_app_refuses_bad_fields_in_one_line(name: str, seeds: str, grid: str, orders: str, needle: str) -> None:
+    from medtui.config import RunConfig
+    from medtui.study.spec import study_from_form
+
+    with pytest.raises(ConfigError, match=needle) as e:
+        study_from_form(RunConfig(tasks=("synth-cxr-a", "synth-derm")), name, seeds, grid, orders)
+    assert "\n" not in str(e.value)

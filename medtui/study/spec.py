@@ -239,3 +239,56 @@ def load_study(path: str | Path, name: str | None = None) -> StudySpec:
     """Read a study TOML file (relative ``[[task]]`` paths resolve against its folder)."""
     data = read_toml(path, "study")
     return parse_study(data, origin=Path(path).name, name=name)
+
+
+def _form_values(key: str, text: str, origin: str) -> list[Any]:
+    """The values of one axis line: ``0, 200, 500`` (TOML scalars, else bare strings) or a TOML array."""
+    import tomllib
+
+    from medtui.methods import parse_value
+
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            values = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{origin}: axis {key!r}: {text!r} is not a TOML array ({str(e).splitlines()[0]})") from None
+        return list(values)
+    values = [parse_value(v.strip()) for v in text.split(",")]
+    if any(v == "" for v in values):
+        raise ConfigError(f"{origin}: axis {key!r} has an empty value in {text!r}")
+    return values
+
+
+def study_from_form(base: RunConfig, name: str, seeds: str, grid: str, orders: str = "1") -> StudySpec:
+    """A study typed into the app: ``base`` (the new-experiment form's config), a name, seeds as
+    ``0, 1, 2``, one axis a line as ``key = v1, v2`` (or ``key = [TOML array]``; blank lines and
+    ``#`` comments are skipped) and a number of task orders. Checked exactly as a study file is
+    (:func:`parse_study`); errors are one-line :class:`ConfigError`.
+    """
+    origin = "study"
+    if not name.strip():
+        raise ConfigError(f"{origin}: give the study a name")
+    seed_list: list[int] = []
+    for part in (p.strip() for p in seeds.split(",")):
+        if not part.isdigit():
+            raise ConfigError(f"{origin}: seeds must be whole numbers separated by commas (e.g. 0, 1, 2), got {seeds.strip()!r}")
+        seed_list.append(int(part))
+    axes: dict[str, list[Any]] = {}
+    for n, line in enumerate(grid.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, eq, values = line.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise ConfigError(f"{origin}: grid line {n} {line!r}: expected KEY = v1, v2 (e.g. buffer_size = 0, 200, 500)")
+        if key in axes:
+            raise ConfigError(f"{origin}: grid axis {key!r} is given twice")
+        axes[key] = _form_values(key, values, origin)
+    count = orders.strip() or "1"
+    if not count.isdigit():
+        raise ConfigError(f"{origin}: task orders must be a whole number >= 1, got {count!r}")
+    data = {k: v for k, v in base.to_dict().items() if v is not None}
+    data["study"] = {"name": name, "seeds": seed_list, "grid": axes, "orders": {"count": int(count)}}
+    return parse_study(data, origin=origin)

@@ -94,3 +94,20 @@ class FormFailed(Message):
     def __init__(self, error: str) -> None:
         super().__init__()
         self.error = error
+
+
+# -- the new-study dialog ---------------------------------------------------------------------
+class StudyChecked(Message):
+    """A worker expanded the dialog's study: ``summary`` of its runs, or ``error`` (one line); ``token`` orders replies."""
+
+    def __init__(self, token: int, summary: str | None, error: str | None) -> None:
+        super().__init__()
+        self.token, self.summary, self.error = token, summary, error
+
+
+class StudyCreated(Message):
+    """A study's runs were stored and queued; ``note`` says how many were added, kept or started."""
+
+    def __init__(self, study_id: int, note: str) -> None:
+        super().__init__()
+        self.study_id, self.note = study_id, note

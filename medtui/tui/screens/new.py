@@ -43,6 +43,7 @@ class NewExperimentScreen(Screen):
         Binding("f6", "queue", "Queue"),
         Binding("f7", "save", "Save TOML"),
         Binding("f8", "load", "Load TOML"),
+        Binding("f9", "study", "Study"),
         Binding("escape", "back", "Back"),
         Binding("a", "add_task", "Add task to the sequence", show=False, key_display="a/enter"),
         Binding("h", "heldout", "Hold task out / train it again", show=False),
@@ -89,6 +90,7 @@ class NewExperimentScreen(Screen):
                     yield Button("Queue", id="new-queue", variant="primary", compact=True, action="screen.queue")
                     yield Button("Save", id="new-save", compact=True, action="screen.save")
                     yield Button("Load", id="new-load", compact=True, action="screen.load")
+                    yield Button("Study…", id="new-study", compact=True, action="screen.study")
         with Horizontal(id="new-path-row"):
             yield Label("", id="new-path-label")
             yield Input(compact=True, id="new-path")
@@ -253,6 +255,28 @@ class NewExperimentScreen(Screen):
         self.error = message.error
         self._show_verdict()
         self.notify(message.error, severity="error")
+
+    # -- a study of this experiment ------------------------------------------------------------
+    def action_study(self) -> None:
+        """A grid of runs with this form's experiment as the base: seeds, axes, orders (a dialog), then its Study screen."""
+        from medtui.tui.screens.study_new import NewStudyScreen
+
+        try:
+            base = self.form_config()
+        except ConfigError as e:
+            self.notify(f"cannot make a study: {e}", severity="error")
+            return
+
+        def opened(study_id: int | None) -> None:
+            if study_id is None:
+                return
+            from medtui.tui.screens.study import StudyScreen
+
+            if self.is_current:
+                self.app.pop_screen()
+            self.app.push_screen(StudyScreen(study_id))
+
+        self.app.push_screen(NewStudyScreen(base, self.app.db_path), opened)
 
     # -- save, load ---------------------------------------------------------------------------
     def action_save(self) -> None:
