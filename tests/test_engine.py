@@ -222,3 +222,13 @@ def test_amp_fp16_on_a_cpu_run_fails_with_one_line() -> None:
 
     with pytest.raises(ConfigError, match="amp fp16 needs a CUDA device"):
         run(amp="fp16", device="auto")
+
+
+@pytest.mark.parametrize("overrides", [{"method": "lwf"}, {"method": "ewc", "buffer_size": 20}, {"method": "zscl"}, {"tune": "lora"}],
+                         ids=["lwf", "ewc+buffer", "zscl", "lora"])
+def test_amp_bf16_on_the_cpu_runs_every_kind_of_hook(overrides: dict[str, object]) -> None:
+    """Frozen copies, penalties, distillation and adapters all meet bf16 activations under CPU autocast."""
+    sink, m = run(amp="bf16", **overrides)
+    assert sink.of(RunFinished)[-1].status == "finished"
+    assert all(math.isfinite(e.loss) for e in sink.of(StepLogged))
+    assert all(v is not None for r in m for v in r)
