@@ -72,6 +72,8 @@ class RunConfig:
     keep their terms and the skipped cells stay missing (metrics skip them). ``deterministic``
     asks for deterministic GPU kernels (no cuDNN autotuning), so a GPU run resumed from a
     checkpoint matches one that never stopped.
+    ``text_lr_scale`` multiplies the learning rate of the text tower's trainable parameters
+    (``full`` tuning, and text-tower adapters of ``lora``); 1 = one rate for everything.
     ``recalibrate_bn`` re-estimates batch-norm statistics on the stage's data after each
     stage (models with batch norm only; see :func:`medtui.engine.train.recalibrate_norm_stats`).
     ``lora_rank``/``lora_alpha``/``lora_targets`` shape the adapters of ``tune = "lora"``
@@ -98,6 +100,7 @@ class RunConfig:
     lr: float | None = None
     weight_decay: float = 0.01
     warmup: float = 0.05
+    text_lr_scale: float = 1.0
     seed: int = 0
     device: str = "auto"
     amp: str = "auto"
@@ -183,7 +186,7 @@ def _coerce(key: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key!r} must be an integer, got {value!r}")
         return value
-    if key in ("lr", "weight_decay", "warmup", "lora_alpha"):
+    if key in ("lr", "weight_decay", "warmup", "lora_alpha", "text_lr_scale"):
         if value is None and key == "lr":
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -339,6 +342,10 @@ def resolve(config: RunConfig) -> RunConfig:
         raise ConfigError(f"weight decay must be >= 0, got {config.weight_decay}")
     if not 0 <= config.warmup < 1:
         raise ConfigError(f"warmup must be a fraction in [0, 1), got {config.warmup}")
+    if not 0 < config.text_lr_scale <= 100:
+        raise ConfigError(f"text lr scale must be in (0, 100], got {config.text_lr_scale:g}")
+    if config.text_lr_scale != 1.0 and config.tune in ("vision", "head"):
+        raise ConfigError(f"text lr scale {config.text_lr_scale:g} has no effect with tune {config.tune!r} (the text tower is frozen): leave it at 1")
     if not _DEVICE_RE.match(config.device):
         raise ConfigError(f"unknown device {config.device!r}: use auto, cpu or cuda[:i]")
     if config.name is not None and not _NAME_RE.match(config.name):

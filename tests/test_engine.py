@@ -232,3 +232,31 @@ def test_amp_bf16_on_the_cpu_runs_every_kind_of_hook(overrides: dict[str, object
     assert sink.of(RunFinished)[-1].status == "finished"
     assert all(math.isfinite(e.loss) for e in sink.of(StepLogged))
     assert all(v is not None for r in m for v in r)
+
+
+def test_text_lr_scale_gives_the_text_tower_its_own_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    from medtui.engine import train as engine_train
+    from medtui.models.classifier import ClipClassifier
+
+    made: list[torch.optim.Optimizer] = []
+    real = engine_train.make_optimizer
+
+    def spy(params, config, device):  # noqa: ANN001, ANN202
+        made.append(real(params, config, device))
+        return made[-1]
+
+    monkeypatch.setattr(engine_train, "make_optimizer", spy)
+    captured: list[ClipClassifier] = []
+    monkeypatch.setattr(ClipClassifier, "refresh_text_cache", lambda self: captured.append(self) or self._text_cache.clear())
+    sink, m = run(text_lr_scale=0.25)
+    assert sink.of(RunFinished)[-1].status == "finished"
+    model = captured[0]
+    text = {id(p) for n, p in model.clip.named_parameters() if not n.startswith("visual.") and p.requires_grad}
+    image = {id(p) for p in model.clip.visual.parameters()}
+    for opt in made:  # one optimizer per stage, each with the image tower at lr and the text tower at lr / 4
+        own, txt = opt.param_groups
+        assert {id(p) for p in own["params"]} == image and {id(p) for p in txt["params"]} == text
+        assert txt["initial_lr"] == pytest.approx(own["initial_lr"] / 4)
+    assert len(made) == 2
+    one = model.optimizer_groups(1e-3)
+    assert len(one) == 1 and len(one[0]["params"]) == len(model.trainable_parameters())

@@ -31,6 +31,9 @@ BAD_FLAGS: list[tuple[list[str], str]] = [
     (["--name", "3"], "all digits"),
     (["--name", "007"], "all digits"),
     (["--amp", "fp16"], "amp fp16 needs a CUDA device"),
+    (["--text-lr-scale", "0"], "text lr scale must be in (0, 100]"),
+    (["--text-lr-scale", "nan"], "text lr scale must be a finite number"),
+    (["--tune", "vision", "--text-lr-scale", "0.5"], "has no effect with tune 'vision'"),
     (["--amp", "fp32"], "unknown amp mode 'fp32'"),
 ]
 BAD_TOML: list[tuple[str, str]] = [

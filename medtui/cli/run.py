@@ -80,6 +80,9 @@ def run(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Epochs per stage."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Training batch size."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (default: 1e-3 from scratch, 1e-5 pretrained)."),
+    text_lr_scale: Optional[float] = typer.Option(
+        None, "--text-lr-scale", help="Text tower's learning rate as a multiple of --lr (full and lora tuning; default 1)."
+    ),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda[:i]"),
     name: Optional[str] = typer.Option(None, "--name", help="Run name."),
@@ -113,7 +116,7 @@ def run(
         config,
         dict(
             tasks=tasks, heldout=heldout, paradigm=paradigm, method=method, opts=opt, joint_sampling=joint_sampling, buffer_size=buffer_size, model=model, pretrained=pretrained,
-            tune=tune, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, name=name,
+            tune=tune, epochs=epochs, batch_size=batch_size, lr=lr, text_lr_scale=text_lr_scale, seed=seed, device=device, name=name,
             max_train=max_train, max_test=max_test, eval_every=eval_every, deterministic=deterministic, amp=amp, shots=shots, data_dir=data_dir,
             lora_rank=lora_rank, lora_alpha=lora_alpha, lora_targets=lora_targets,
         ),

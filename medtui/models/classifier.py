@@ -117,6 +117,21 @@ class ClipClassifier(nn.Module):
         frozen = {id(getattr(self.clip, n)) for n in ("logit_scale", "logit_bias") if getattr(self.clip, n, None) is not None}
         return [p for p in self.clip.parameters() if id(p) not in frozen]
 
+    def optimizer_groups(self, lr: float, text_lr_scale: float = 1.0) -> list[dict]:
+        """The trainable parameters as optimizer groups: one at ``lr``, or, with ``text_lr_scale``
+        != 1, the text tower's (its weights, or its adapters) in a second group at ``lr * text_lr_scale``.
+
+        A small text tower trained at the image tower's rate can collapse its class embeddings
+        in a few steps (BENCHMARKS.md, "the one-class collapse"); a lower rate for it is the lever.
+        """
+        params = self.trainable_parameters()
+        if text_lr_scale == 1.0:
+            return [{"params": params, "lr": lr}]
+        image = {id(p) for p in self.clip.visual.parameters()} | {id(p) for p in self.heads.parameters()}
+        own = [p for p in params if id(p) in image]
+        text = [p for p in params if id(p) not in image]
+        return [g for g in ({"params": own, "lr": lr}, {"params": text, "lr": lr * text_lr_scale}) if g["params"]]
+
     @property
     def frozen_base(self) -> bool:
         """Whether every pre-trained weight and norm statistic stays as loaded (``head`` and ``lora``)."""

@@ -41,6 +41,7 @@ APPLIES_WHEN: dict[str, tuple[str, tuple[Any, ...]]] = {
     "method": ("paradigm", ("continual",)),
     "method_opts": ("paradigm", ("continual",)),
     "joint_sampling": ("paradigm", ("joint",)),
+    "text_lr_scale": ("tune", ("full", "lora")),
     "lora_rank": ("tune", ("lora",)),
     "lora_alpha": ("tune", ("lora",)),
     "lora_targets": ("tune", ("lora",)),
