@@ -32,6 +32,8 @@ EXPECTED = RunConfig(
     max_test=32,
     shots=8,
     device="cpu",
+    amp="bf16",
+    text_lr_scale=0.5,
 )
 SIZE = (80, 24)
 #: The runs list under the form polls the store this often; fast only where the scheduler matters.
@@ -134,6 +136,8 @@ async def build_expected(pilot: Pilot) -> NewExperimentScreen:
     await type_field(pilot, "max_train", "64")
     await type_field(pilot, "max_test", "32")
     await type_field(pilot, "shots", "8")
+    await type_field(pilot, "text_lr_scale", "0.5")
+    await choose(pilot, "amp", "bf16")
     await pilot.pause()
     return screen
 
@@ -186,6 +190,9 @@ async def test_invalid_settings_show_the_error_and_block_launch(tmp_path: Path) 
         assert "epochs must be > 0" in message(app)
         assert screen.query_one("#new-launch", Button).disabled
         await type_field(pilot, "epochs", "2")
+        await type_field(pilot, "text_lr_scale", "0")
+        assert "text lr scale must be in (0, 100]" in message(app)
+        await type_field(pilot, "text_lr_scale", "1")
         await focus(pilot, "f-model")
         await pilot.press("end", "backspace")
         assert "unknown model 'medtui-tin' (did you mean medtui-tiny" in message(app)

@@ -3,7 +3,7 @@
 The form is a view of a :class:`~medtui.config.RunConfig`: it is prefilled from one
 (a default, a loaded TOML file, a run to repeat) and every edit rebuilds one and checks
 it with the same function ``medtui run`` uses, so the app and the CLI accept the same
-runs. Fields the form does not show (weight decay, warmup, amp, data dir, user tasks…)
+runs. Fields the form does not show (weight decay, warmup, data dir, user tasks…)
 are carried over unchanged from the config it was filled from. The task lists live in
 :mod:`medtui.tui.widgets.tasks`, the settings rows in :mod:`medtui.tui.widgets.settings`.
 """
@@ -119,6 +119,8 @@ class NewExperimentScreen(Screen):
         for row in ("#row-buffer_size", "#row-method", "#method-opts"):
             self.query_one(row).set_class(protocol != "continual", "-inactive")
         self.query_one("#row-joint_sampling").set_class(protocol != "joint", "-inactive")
+        tune = self.query_one("#f-tune", Select).value
+        self.query_one("#row-text_lr_scale").set_class(tune in ("vision", "head"), "-inactive")
         for button in ("#new-launch", "#new-queue"):
             self.query_one(button, Button).disabled = self.resolved is None or self.starting
         self._show_verdict()

@@ -18,7 +18,7 @@ from textual.suggester import SuggestFromList
 from textual.widget import Widget
 from textual.widgets import Input, Label, Select
 
-from medtui.config import JOINT_SAMPLING, TUNE_MODES, RunConfig
+from medtui.config import AMP_MODES, JOINT_SAMPLING, TUNE_MODES, RunConfig
 from medtui.errors import ConfigError
 from medtui.methods import method_names, option_fields, parse_value
 from medtui.protocols import protocol_names
@@ -30,7 +30,7 @@ class Field:
 
     key: str
     label: str
-    kind: str  # text | opttext | int | optint | optfloat | choice
+    kind: str  # text | opttext | int | optint | float | optfloat | choice
     hint: str
     placeholder: str = ""
 
@@ -47,8 +47,10 @@ FIELDS: tuple[Field, ...] = (
     Field("epochs", "epochs", "int", "Epochs per stage."),
     Field("batch_size", "batch size", "int", "Training batch size."),
     Field("lr", "learn rate", "optfloat", "Learning rate; blank = auto (1e-3 from scratch, 1e-5 pretrained).", "auto"),
+    Field("text_lr_scale", "text lr ×", "float", "Text tower's rate as a multiple of the learning rate (full, lora); 1 = the same."),
     Field("seed", "seed", "int", "Random seed (subsampling, initialisation, shuffling)."),
     Field("device", "device", "text", "auto, cpu, cuda or cuda:i (→ completes).", "auto"),
+    Field("amp", "precision", "choice", "auto: bf16 on CUDA, full on the CPU · bf16: also on a CPU with bf16 instructions · fp16: CUDA · off."),
     Field("max_train", "max train", "optint", "Cap each task's train split (class-stratified); blank = all.", "all"),
     Field("max_test", "max test", "optint", "Cap each task's test split (class-stratified); blank = all.", "all"),
     Field("shots", "shots", "int", "Few-shot: K labelled training samples per class per task (seeded; 0 = all)."),
@@ -56,6 +58,7 @@ FIELDS: tuple[Field, ...] = (
 FIELD_BY_KEY: dict[str, Field] = {f.key: f for f in FIELDS}
 CHOICES: dict[str, tuple[str, ...]] = {
     "paradigm": protocol_names(), "method": method_names(), "tune": TUNE_MODES, "joint_sampling": JOINT_SAMPLING,
+    "amp": AMP_MODES,
 }
 #: Completions offered while typing (open_clip's tag list needs torch to import, so a few common ones).
 PRETRAINED_TAGS: tuple[str, ...] = ("none", "openai", "laion2b_s34b_b79k", "laion400m_e32", "datacomp_xl_s13b_b90k")
@@ -71,8 +74,8 @@ def parse_field(field: Field, raw: str) -> object:
         if field.kind.startswith("opt"):
             return None
         raise ConfigError(f"{field.label} is empty")
-    if field.kind in ("int", "optint", "optfloat"):
-        number = float if field.kind == "optfloat" else int
+    if field.kind in ("int", "optint", "float", "optfloat"):
+        number = float if field.kind in ("float", "optfloat") else int
         try:
             return number(text)
         except ValueError:
@@ -127,7 +130,7 @@ class SettingsForm(VerticalScroll):
             "pretrained": PRETRAINED_TAGS,
             "device": DEVICES,
         }.get(field.key)
-        kind = {"int": "integer", "optint": "integer", "optfloat": "number"}.get(field.kind, "text")
+        kind = {"int": "integer", "optint": "integer", "float": "number", "optfloat": "number"}.get(field.kind, "text")
         return Input(
             field_text(value), placeholder=field.placeholder, type=kind, compact=True, id=wid,
             suggester=SuggestFromList(suggest, case_sensitive=False) if suggest else None,
