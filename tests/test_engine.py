@@ -260,3 +260,14 @@ def test_text_lr_scale_gives_the_text_tower_its_own_rate(monkeypatch: pytest.Mon
     assert len(made) == 2
     one = model.optimizer_groups(1e-3)
     assert len(one) == 1 and len(one[0]["params"]) == len(model.trainable_parameters())
+
+
+def test_a_bf16_cpu_run_resumes_to_the_same_matrix(tmp_path) -> None:  # noqa: ANN001
+    from medtui.engine.run import ResumePoint
+
+    cfg = fast_config(amp="bf16", buffer_size=20, method="lwf", keep_checkpoints=2)
+    full = ListSink()
+    run_experiment(cfg, full, checkpoint_dir=tmp_path)
+    resumed = ListSink()
+    run_experiment(cfg, resumed, resume=ResumePoint(1, tmp_path / "stage-1.pt"))
+    assert resumed.matrix()[2:] == full.matrix()[2:]
