@@ -174,6 +174,11 @@ def spawn(db_path: str | Path, run_id: int, gpu: str | None = None, threads: int
 STARTABLE: tuple[str, ...] = ("queued", "failed", "cancelled")
 
 
+def _running(store: Store) -> int:
+    """How many runs hold a slot (status running); call inside the write transaction that claims one."""
+    return store.db.execute("select count(*) from runs where status = 'running'").fetchone()[0]
+
+
 def _pick_gpu(store: Store, gpus: list[str]) -> str | None:
     """The least-used of ``gpus`` by running runs (None on a CPU machine)."""
     if len(gpus) > 1:
@@ -223,7 +228,7 @@ def launch_new(db_path: str | Path, config: RunConfig) -> tuple[int, bool]:
         reconcile(store)
         limit = max_parallel(store)
         with store.write():
-            running = store.db.execute("select count(*) from runs where status = 'running'").fetchone()[0]
+            running = _running(store)
             start = running < limit
             if start:
                 gpu = _pick_gpu(store, gpus)
@@ -261,7 +266,7 @@ def schedule(db_path: str | Path) -> list[int]:
         limit = max_parallel(store)
         # an immediate transaction: two schedulers never claim the same queued run
         with store.write():
-            running = store.db.execute("select count(*) from runs where status = 'running'").fetchone()[0]
+            running = _running(store)
             free = max(0, limit - running)
             queued = [r[0] for r in store.db.execute("select id from runs where status = 'queued' and id not in (select run_id from ingests where done = 0) order by id limit ?", [free])]
             for run_id in queued:

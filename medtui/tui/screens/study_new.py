@@ -111,6 +111,9 @@ class NewStudyScreen(ModalScreen[int | None]):
         if message.token != self._token:
             return  # an answer to an earlier edit
         self.summary, self.error = message.summary, message.error
+        self._show_verdict()
+
+    def _show_verdict(self) -> None:
         verdict = self.query_one("#study-verdict", Static)
         verdict.update(f"✓ {self.summary}" if self.error is None else f"✗ {self.error}")
         verdict.set_class(self.error is not None, "-error")
@@ -152,9 +155,7 @@ class NewStudyScreen(ModalScreen[int | None]):
     def _failed(self, message: FormFailed) -> None:
         self.starting = False
         self.error = message.error
-        verdict = self.query_one("#study-verdict", Static)
-        verdict.update(f"✗ {message.error}")
-        verdict.set_class(True, "-error")
+        self._show_verdict()
         self.notify(message.error, severity="error")
 
     @on(StudyCreated)
