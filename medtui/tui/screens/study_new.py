@@ -34,11 +34,10 @@ class NewStudyScreen(ModalScreen[int | None]):
         Binding("escape", "cancel", "Cancel"),
     ]
 
-    def __init__(self, base: RunConfig, db_path: Path, name: str = "") -> None:
+    def __init__(self, base: RunConfig, db_path: Path) -> None:
         super().__init__()
         self.base = base
         self.db_path = db_path
-        self.initial_name = name
         self.summary: str | None = None
         self.error: str | None = "checking…"
         self.starting = False
@@ -52,7 +51,7 @@ class NewStudyScreen(ModalScreen[int | None]):
                          classes="modal-title")
             with Horizontal(classes="study-row"):
                 yield Label("name", classes="study-label")
-                yield Input(self.initial_name, placeholder="e.g. rehearsal-sweep", id="study-name", compact=True)
+                yield Input("", placeholder="e.g. rehearsal-sweep", id="study-name", compact=True)
             with Horizontal(classes="study-row"):
                 yield Label("seeds", classes="study-label")
                 yield Input(str(self.base.seed), placeholder="0, 1, 2", id="study-seeds", compact=True)
@@ -127,7 +126,7 @@ class NewStudyScreen(ModalScreen[int | None]):
                 self.notify(f"cannot start the study: {self.error}", severity="error")
             return
         self.starting = True
-        self.query_one("#study-start", Button).disabled = True
+        self._show_verdict()  # greys Start out while the runs are stored
         self._submit(*self._fields())
 
     @work(thread=True, exclusive=True, group="study-submit")
