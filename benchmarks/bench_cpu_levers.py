@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -25,6 +26,15 @@ import torch.nn.functional as F
 from medtui.data.synthetic import SYNTHETIC_SPECS, generate
 from medtui.models.classifier import ClipClassifier
 from medtui.models.clip import load_clip
+
+
+class Variant(NamedTuple):
+    """One copy of the model: its layout, AdamW kernel, precision and whether the image tower is compiled."""
+
+    channels_last: bool
+    adamw: str
+    bf16: bool = False
+    compiled: bool = False
 
 
 def main() -> None:
@@ -41,10 +51,10 @@ def main() -> None:
     data = generate(spec, n_train=10 * args.batch_size, n_val=2, n_test=2)
     x_all = torch.from_numpy(data.splits["train"].images).permute(0, 3, 1, 2).contiguous()
     y_all = torch.from_numpy(data.splits["train"].labels.astype(np.int64))
-    variants = [(cl, kernel, False, False) for cl in (False, True) for kernel in ("for-loop", "foreach", "fused")]
-    variants.append((True, "fused", True, False))
+    variants = [Variant(cl, kernel) for cl in (False, True) for kernel in ("for-loop", "foreach", "fused")]
+    variants.append(Variant(True, "fused", bf16=True))
     if args.compile:
-        variants.append((True, "fused", False, True))
+        variants.append(Variant(True, "fused", compiled=True))
     runs = []
     for cl, kernel, _, compiled in variants:
         torch.manual_seed(0)
@@ -64,7 +74,7 @@ def main() -> None:
         sl = slice((s % 10) * b, (s % 10 + 1) * b)
         for v, (m, opt) in zip(variants, runs):
             t0 = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16) if v[2] else contextlib.nullcontext():
+            with torch.autocast("cpu", dtype=torch.bfloat16) if v.bf16 else contextlib.nullcontext():
                 logits = m.logits(m.encode_images(m.prepare(x_all[sl])), spec.name)
             loss = F.cross_entropy(logits.float(), y_all[sl])
             opt.zero_grad()
@@ -76,14 +86,14 @@ def main() -> None:
                 first[v] += t2 - t0
             if s >= 3 and t2 - t0 < best[v][0]:
                 best[v] = (t2 - t0, t2 - t1)
-    base = best[(False, "for-loop", False, False)][0]
+    base = best[variants[0]][0]  # the plain step: contiguous layout, for-loop AdamW
     print(f"{args.model}, batch {b}, {args.threads} thread(s), best of {args.steps} interleaved steps")
     for v in variants:
         step, opt_s = best[v]
-        print(f"channels_last={str(v[0]):<5} adamw={v[1]:<8} amp={'bf16' if v[2] else 'off ':<4}"
-              f"{' compiled' if v[3] else ''} {1000 * step:7.1f} ms/step "
+        print(f"channels_last={str(v.channels_last):<5} adamw={v.adamw:<8} amp={'bf16' if v.bf16 else 'off ':<4}"
+              f"{' compiled' if v.compiled else ''} {1000 * step:7.1f} ms/step "
               f"(optimizer {1000 * opt_s:5.1f} ms)  ratio to plain {step / base:.2f}"
-              + (f"  (first 3 steps, compiling: {first[v]:.1f} s)" if v[3] else ""))
+              + (f"  (first 3 steps, compiling: {first[v]:.1f} s)" if v.compiled else ""))
 
 
 if __name__ == "__main__":
